@@ -1,0 +1,61 @@
+# runbook.ops: `make demo` runs the demo, `make test` runs every test.  See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+COLLECTIONS := $(CURDIR)/.build/collections
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
+export PATH := $(BIN):$(PATH)
+
+.PHONY: demo test system services unit integration sanity lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt 'ansible-core>=2.19,<2.20'
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# The checkout is the collection: expose it as ansible_collections/runbook/ops.
+$(COLLECTIONS)/ansible_collections/runbook/ops:
+	mkdir -p $(COLLECTIONS)/ansible_collections/runbook
+	ln -sfn $(CURDIR) $@
+
+demo: $(VENV)/.runtime $(COLLECTIONS)/ansible_collections/runbook/ops
+	@scripts/demo.sh
+
+system:
+	scripts/install-system-packages.sh
+
+services: system $(VENV)/.dev
+	VENV=$(VENV) scripts/services.sh start
+
+unit: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
+	$(BIN)/pytest -q tests/unit
+
+integration: services $(COLLECTIONS)/ansible_collections/runbook/ops
+	source .build/services/env.sh && $(BIN)/pytest tests/integration
+
+sanity: $(VENV)/.dev
+	scripts/sanity.sh
+
+lint: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
+	$(BIN)/ansible-lint --profile production
+
+test: system $(VENV)/.dev
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) sanity
+	$(MAKE) lint
+
+bench: services $(COLLECTIONS)/ansible_collections/runbook/ops
+	source .build/services/env.sh && $(BIN)/python bench/run.py
+
+clean:
+	rm -rf .build .demo

@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One exception per area.  Each carries a message written for the person on call;
+a module's main() catches RunbookError once and turns it into fail_json(msg=...)."""
+
+from __future__ import annotations
+
+
+class RunbookError(Exception):
+    """Base of every error the collection raises on purpose.
+
+    ``details`` holds structured, secret-free data that a module may return beside ``msg``.
+    """
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.details = details
+
+
+class ParameterError(RunbookError):
+    """Options that do not make sense together or are malformed."""
+
+
+class StoreError(RunbookError):
+    """A backup store (local directory or S3) could not be read or written."""
+
+
+class BackupError(RunbookError):
+    """A dump could not be taken or stored."""
+
+
+class RestoreError(RunbookError):
+    """A backup could not be restored; the target was left as it was unless stated."""
+
+
+class IntegrityError(RunbookError):
+    """A backup object does not match its manifest (size, sha256, format)."""
+
+
+class VerificationError(RunbookError):
+    """A backup restored but failed a check (row counts, assertions, RPO, RTO)."""
+
+
+class DatabaseError(RunbookError):
+    """A database server or file could not be reached or queried."""
+
+
+class LockError(RunbookError):
+    """A single-writer lock is held by another process."""
+
+
+class ProbeError(RunbookError):
+    """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
