@@ -24,7 +24,7 @@ wait_for() {  # wait_for <seconds> <description> <command...>
 
 start_postgres() {
     local version
-    version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
     if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -q "^$version main$"; then
         pg_createcluster "$version" main >/dev/null
     fi
