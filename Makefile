@@ -8,7 +8,10 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test system services unit integration sanity lint bench clean
+.PHONY: demo test system venv collection services unit integration sanity lint bench clean
+
+venv: $(VENV)/.dev
+collection: $(COLLECTIONS)/ansible_collections/runbook/ops
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

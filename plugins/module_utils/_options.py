@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs shared by the backup modules, and the objects built from them.
+
+Each dict here is documented once, in the doc fragment of the same name
+(plugins/doc_fragments/postgres.py, store.py, backup_source.py).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.runbook.ops.plugins.module_utils._postgres import PgServer
+
+POSTGRES_OPTIONS = {
+    "login_host": {"type": "str", "aliases": ["host"]},
+    "login_port": {"type": "int", "default": 5432, "aliases": ["port"]},
+    "login_user": {"type": "str", "aliases": ["user"]},
+    "login_password": {"type": "str", "no_log": True, "aliases": ["password"]},
+    "ssl_mode": {"type": "str", "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]},
+    "connect_timeout": {"type": "int", "default": 10},
+    "pg_bin_dir": {"type": "path"},
+}
+
+STORE_OPTIONS = {
+    "store": {
+        "type": "dict", "required": True,
+        "options": {
+            "type": {"type": "str", "required": True, "choices": ["local", "s3"]},
+            "path": {"type": "path"},
+            "bucket": {"type": "str"},
+            "prefix": {"type": "str", "default": ""},
+            "endpoint_url": {"type": "str"},
+            "region": {"type": "str"},
+            "access_key": {"type": "str", "no_log": False},
+            "secret_key": {"type": "str", "no_log": True},
+            "session_token": {"type": "str", "no_log": True},
+            "profile": {"type": "str"},
+            "sse": {"type": "str", "choices": ["AES256", "aws:kms"]},
+            "kms_key_id": {"type": "str", "no_log": False},
+            "validate_certs": {"type": "bool", "default": True},
+        },
+        "required_if": [["type", "local", ["path"]], ["type", "s3", ["bucket"]]],
+    },
+}
+
+BACKUP_SOURCE_OPTIONS = {
+    "service": {"type": "str", "required": True},
+    "engine": {"type": "str", "required": True, "choices": ["postgresql", "sqlite"]},
+    "database": {"type": "str"},
+    "path": {"type": "path"},
+    "tmp_dir": {"type": "path"},
+}
+
+
+def merged(*specs, **extra):
+    spec = {}
+    for part in specs:
+        spec.update(part)
+    spec.update(extra)
+    return spec
+
+
+def pg_server(params):
+    """The PgServer the options describe, or None when the engine is not postgresql."""
+    if params.get("engine", "postgresql") != "postgresql":
+        return None
+    return PgServer(host=params["login_host"], port=params["login_port"], user=params["login_user"],
+                    password=params["login_password"], ssl_mode=params["ssl_mode"],
+                    connect_timeout=params["connect_timeout"], bin_dir=params["pg_bin_dir"])

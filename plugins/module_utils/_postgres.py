@@ -1,0 +1,270 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL: connections, a snapshot shared with pg_dump, row counts, pg_dump/pg_restore
+command lines and scratch databases.
+
+The password reaches pg_dump and pg_restore through a temporary 0600 password file named in
+PGPASSFILE: never an argument (visible in ps) and not even the child's environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+
+from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, ParameterError
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    from psycopg2 import sql
+except ImportError:
+    psycopg2 = None
+
+USER_TABLES_SQL = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+ORDER BY 1, 2
+"""
+
+USER_RELATIONS_SQL = """
+SELECT count(*)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+"""
+
+SCRATCH_PREFIX = "rbops_verify_"
+
+
+def conninfo_quote(value):
+    """Quote a value for a libpq connection string (used for dbname, which is not secret)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _passfile_escape(value):
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+
+class PgServer:
+    """How to reach one PostgreSQL server, and the client tools to use with it."""
+
+    def __init__(self, host=None, port=5432, user=None, password=None, ssl_mode=None, connect_timeout=10,
+                 bin_dir=None):
+        if psycopg2 is None:
+            raise DatabaseError("the postgresql engine needs the Python library psycopg2 on the managed host")
+        self.host = host
+        self.port = port
+        self.user = user
+        self._password = password
+        self.ssl_mode = ssl_mode
+        self.connect_timeout = connect_timeout
+        self.bin_dir = bin_dir
+
+    def describe(self, database=None):
+        where = "%s:%s" % (self.host or "local socket", self.port)
+        return "%s/%s" % (where, database) if database else where
+
+    def connect(self, database, autocommit=True):
+        kwargs = {"dbname": database, "port": self.port, "connect_timeout": self.connect_timeout,
+                  "application_name": "runbook.ops"}
+        for key, value in (("host", self.host), ("user", self.user), ("password", self._password),
+                           ("sslmode", self.ssl_mode)):
+            if value:
+                kwargs[key] = value
+        try:
+            conn = psycopg2.connect(**kwargs)
+        except psycopg2.Error as exc:
+            raise DatabaseError("cannot connect to PostgreSQL at %s: %s"
+                                % (self.describe(database), _pg_message(exc))) from None
+        conn.autocommit = autocommit
+        return conn
+
+    def tool(self, name):
+        path = os.path.join(self.bin_dir, name) if self.bin_dir else shutil.which(name)
+        if not path or not os.access(path, os.X_OK):
+            raise DatabaseError("%s not found%s: install the PostgreSQL client tools (Debian: postgresql-client) "
+                                "or set pg_bin_dir" % (name, " in %s" % self.bin_dir if self.bin_dir else " on PATH"))
+        return path
+
+    def tool_version(self, name):
+        out = subprocess.run([self.tool(name), "--version"], capture_output=True, text=True, check=False).stdout
+        match = re.search(r"(\d+(?:\.\d+)*)", out)
+        return match.group(1) if match else out.strip()
+
+    @contextlib.contextmanager
+    def client_env(self):
+        """Environment for pg_dump/pg_restore; the password sits in a 0600 file removed afterwards."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        env.update({"PGPORT": str(self.port), "PGCONNECT_TIMEOUT": str(self.connect_timeout),
+                    "PGAPPNAME": "runbook.ops"})
+        if self.host:
+            env["PGHOST"] = self.host
+        if self.user:
+            env["PGUSER"] = self.user
+        if self.ssl_mode:
+            env["PGSSLMODE"] = self.ssl_mode
+        passfile = None
+        try:
+            if self._password:
+                fd, passfile = tempfile.mkstemp(prefix="rbops-pgpass-")
+                with os.fdopen(fd, "w") as handle:  # mkstemp makes it 0600
+                    handle.write("*:*:*:*:%s\n" % _passfile_escape(self._password))
+                env["PGPASSFILE"] = passfile
+            yield env
+        finally:
+            if passfile:
+                os.unlink(passfile)
+
+    def database_exists(self, database):
+        with contextlib.closing(self.connect("postgres")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            return cur.fetchone() is not None
+
+    def relation_count(self, database):
+        """How many user tables, views, sequences ... the database holds (0: empty)."""
+        with contextlib.closing(self.connect(database)) as conn, conn.cursor() as cur:
+            cur.execute(USER_RELATIONS_SQL)
+            return cur.fetchone()[0]
+
+    def create_database(self, database, owner=None):
+        with contextlib.closing(self.connect("postgres")) as conn, conn.cursor() as cur:
+            statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
+            if owner:
+                statement += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+            try:
+                cur.execute(statement)
+            except psycopg2.Error as exc:
+                raise DatabaseError("cannot create database %s: %s" % (database, _pg_message(exc))) from None
+
+    def drop_database(self, database):
+        with contextlib.closing(self.connect("postgres")) as conn, conn.cursor() as cur:
+            try:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+            except psycopg2.Error as exc:
+                raise DatabaseError("cannot drop database %s: %s" % (database, _pg_message(exc))) from None
+
+    def row_counts(self, database):
+        with contextlib.closing(self.connect(database)) as conn, conn.cursor() as cur:
+            return count_rows(cur)
+
+    def run_scalar(self, database, query):
+        """First column of the first row of a read-only query (verification assertions)."""
+        with contextlib.closing(self.connect(database, autocommit=False)) as conn, conn.cursor() as cur:
+            try:
+                cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute(query)
+                row = cur.fetchone() if cur.description else None
+            except psycopg2.Error as exc:
+                raise DatabaseError(_pg_message(exc)) from None
+            finally:
+                conn.rollback()
+            return row[0] if row else None
+
+
+def count_rows(cur):
+    """Exact row count of every user table, keyed 'schema.table'."""
+    cur.execute(USER_TABLES_SQL)
+    tables = cur.fetchall()
+    counts = {}
+    for schema, table in tables:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+        counts["%s.%s" % (schema, table)] = cur.fetchone()[0]
+    return counts
+
+
+class Snapshot:
+    """A REPEATABLE READ transaction whose snapshot pg_dump imports with --snapshot, so the
+    row counts taken here describe exactly the data in the dump."""
+
+    def __init__(self, server, database):
+        self._server = server
+        self._database = database
+        self.conn = None
+        self.snapshot_id = None
+        self.server_version = None
+
+    def __enter__(self):
+        self.conn = self._server.connect(self._database, autocommit=False)
+        try:
+            self.conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
+                self.snapshot_id, version = cur.fetchone()
+            self.server_version = version.split()[0]
+        except psycopg2.Error as exc:
+            self.conn.close()
+            raise DatabaseError("cannot open a snapshot on %s: %s"
+                                % (self._server.describe(self._database), _pg_message(exc))) from None
+        return self
+
+    def row_counts(self):
+        try:
+            with self.conn.cursor() as cur:
+                return count_rows(cur)
+        except psycopg2.Error as exc:
+            raise DatabaseError("counting rows in %s failed: %s"
+                                % (self._server.describe(self._database), _pg_message(exc))) from None
+
+    def __exit__(self, *exc_info):
+        try:
+            self.conn.rollback()
+            self.conn.close()
+        except psycopg2.Error:
+            pass  # the server may be gone; the dump's own error is the one to report
+
+
+def dump_argv(server, database, snapshot_id, dump_format, jobs=1, directory=None, extra_args=()):
+    argv = [server.tool("pg_dump"), "--no-password", "--dbname", "dbname=" + conninfo_quote(database),
+            "--compress=0"]
+    if snapshot_id:
+        argv += ["--snapshot", snapshot_id]
+    if dump_format == "directory":
+        argv += ["--format=directory", "--jobs=%d" % jobs, "--file", directory]
+    else:
+        argv += ["--format=custom"]
+    return argv + list(extra_args)
+
+
+def restore_argv(server, database, clean, single_transaction, no_owner, jobs=1, directory=None, extra_args=()):
+    argv = [server.tool("pg_restore"), "--no-password", "--exit-on-error",
+            "--dbname", "dbname=" + conninfo_quote(database)]
+    if clean:
+        argv += ["--clean", "--if-exists"]
+    if single_transaction:
+        argv.append("--single-transaction")
+    if no_owner:
+        argv += ["--no-owner", "--no-privileges"]
+    if jobs > 1:
+        argv.append("--jobs=%d" % jobs)
+    argv += list(extra_args)
+    if directory:
+        argv += ["--format=directory", directory]
+    else:
+        argv.append("--format=custom")
+    return argv
+
+
+def scratch_database_name(label):
+    return "%s%s_%s" % (SCRATCH_PREFIX, label[:30].lower(), secrets.token_hex(4))
+
+
+def check_database_name(name):
+    if not name or len(name) > 63 or "\x00" in name:
+        raise ParameterError("invalid PostgreSQL database name %r" % (name,))
+    return name
+
+
+def _pg_message(exc):
+    text = (getattr(exc, "pgerror", None) or str(exc) or exc.__class__.__name__).strip()
+    return " ".join(text.split())

@@ -1,0 +1,369 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Restoring and verifying backups.
+
+Nothing is changed before the backup object has matched its manifest:
+- SQLite: the object is decompressed into a temporary file beside the target, checked (sha256,
+  size, SQLite integrity, row counts) and only then swapped in.
+- PostgreSQL custom format in one transaction: the object streams into pg_restore, but the last
+  bytes are held back until the sha256 and size have matched, so a corrupt or truncated object
+  makes pg_restore die before COMMIT and the transaction changes nothing.
+- PostgreSQL otherwise: the object is checked in a full pass first, then restored.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
+from ansible_collections.runbook.ops.plugins.module_utils import _postgres as postgres
+from ansible_collections.runbook.ops.plugins.module_utils import _sqlite as sqlite
+from ansible_collections.runbook.ops.plugins.module_utils._backup import resolve_backup
+from ansible_collections.runbook.ops.plugins.module_utils._errors import (
+    DatabaseError, IntegrityError, LockError, ParameterError, RestoreError, RunbookError, VerificationError)
+from ansible_collections.runbook.ops.plugins.module_utils._streams import (
+    CHUNK_SIZE, VerifyingReader, decompressing_reader, stderr_tail)
+
+# pg_restore cannot finish without the final bytes of an archive: holding this much back
+# until the checksum matched keeps a bad object from ever reaching COMMIT.
+HOLDBACK_BYTES = 256 << 10
+
+
+def _open_verified(store, manifest):
+    return VerifyingReader(store.open(manifest["object"]), manifest["size"], manifest["sha256"],
+                           store.location(manifest["object"]))
+
+
+def check_object(store, manifest):
+    """Read the whole object once and check its size and sha256."""
+    reader = _open_verified(store, manifest)
+    try:
+        reader.finish()
+    finally:
+        reader._source.close()  # pylint: disable=protected-access
+
+
+def _feed(store, manifest, write, holdback):
+    """Decompress the verified object into ``write``; the last ``holdback`` bytes are written
+    only after size and sha256 matched the manifest."""
+    verified = _open_verified(store, manifest)
+    try:
+        plain = decompressing_reader(verified, manifest["compression"])
+        pending = bytearray()
+        while True:
+            data = plain.read(CHUNK_SIZE)
+            if not data:
+                break
+            pending += data
+            if len(pending) >= holdback + CHUNK_SIZE:
+                cut = len(pending) - holdback
+                write(bytes(pending[:cut]))
+                del pending[:cut]
+        verified.finish()
+        if pending:
+            write(bytes(pending))
+    finally:
+        verified._source.close()  # pylint: disable=protected-access
+
+
+def _pipe_into(argv, env, store, manifest, holdback, what):
+    """Run ``argv`` and stream the backup into its stdin; RestoreError if it fails."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        try:
+            _feed(store, manifest, proc.stdin.write, holdback)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the process stopped reading: its exit status and stderr say why
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+        if code != 0:
+            raise RestoreError("%s failed (exit %s): %s" % (what, code, stderr_tail(errors)))
+
+
+def _row_mismatches(expected, actual):
+    problems = []
+    for table, count in sorted(expected.items()):
+        if table not in actual:
+            problems.append("table %s is missing (manifest: %d rows)" % (table, count))
+        elif actual[table] != count:
+            problems.append("table %s has %d rows, manifest says %d" % (table, actual[table], count))
+    return problems
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+def restore_postgres(store, manifest, server, database, clean=True, single_transaction=True, no_owner=False,
+                     jobs=1, tmp_dir=None):
+    """Restore a checked PostgreSQL backup into an existing database."""
+    where = server.describe(database)
+    with server.client_env() as env:
+        if manifest["dump_format"] == "directory":
+            workdir = tempfile.mkdtemp(prefix="rbops-restore-", dir=tmp_dir)
+            try:
+                target = os.path.join(workdir, "dump")
+                os.mkdir(target, 0o700)
+                _pipe_into(["tar", "-C", target, "-xf", "-"], None, store, manifest, 0, "unpacking the backup")
+                argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner, jobs, target)
+                with tempfile.TemporaryFile() as errors:
+                    code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors,
+                                          check=False).returncode
+                    if code != 0:
+                        raise RestoreError("pg_restore into %s failed (exit %s): %s" % (where, code, stderr_tail(errors)))
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            return
+        if not single_transaction:
+            check_object(store, manifest)  # pg_restore commits as it goes: check everything first
+        argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner)
+        _pipe_into(argv, env, store, manifest, HOLDBACK_BYTES, "pg_restore into %s" % where)
+
+
+def restore_postgres_database(store, spec, server, database, backup_id=None, create_database=False, force=False,
+                              clean=True, single_transaction=True, no_owner=False, check_mode=False):
+    """The db_restore flow for PostgreSQL; returns what was (or would be) done."""
+    entry, manifest = resolve_backup(store, spec, backup_id)
+    if manifest["engine"] != "postgresql":
+        raise RestoreError("backup %s is a %s backup, not postgresql" % (entry.backup_id, manifest["engine"]))
+    if spec.jobs > 1 and manifest["dump_format"] != "directory":
+        raise ParameterError("jobs > 1 needs a directory-format backup; %s is %s"
+                             % (entry.backup_id, manifest["dump_format"]))
+    postgres.check_database_name(database)
+    exists = server.database_exists(database)
+    if not exists and not create_database:
+        raise RestoreError("database %s does not exist: create it or set create_database: true"
+                           % server.describe(database))
+    relations = server.relation_count(database) if exists else 0
+    if relations and not force:
+        raise RestoreError("database %s is not empty (%d tables, views or sequences): refusing to restore over it; "
+                           "set force: true to replace its contents with backup %s"
+                           % (server.describe(database), relations, entry.backup_id))
+    result = {"backup": _summary(store, manifest), "target": server.describe(database),
+              "created_database": not exists, "replaced_relations": relations}
+    if check_mode:
+        return result
+    if not exists:
+        server.create_database(database)
+    clock = time.monotonic()
+    try:
+        restore_postgres(store, manifest, server, database, clean=clean and exists,
+                         single_transaction=single_transaction, no_owner=no_owner, jobs=spec.jobs,
+                         tmp_dir=spec.tmp_dir)
+    except BaseException:
+        if not exists:
+            server.drop_database(database)  # leave nothing half-made behind
+        raise
+    result["duration_seconds"] = round(time.monotonic() - clock, 3)
+    result["row_counts"] = server.row_counts(database)
+    mismatches = _row_mismatches(manifest["row_counts"], result["row_counts"])
+    if mismatches:
+        raise RestoreError("backup %s restored into %s but the row counts differ from the manifest: %s"
+                           % (entry.backup_id, server.describe(database), "; ".join(mismatches)), **result)
+    return result
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+def unpack_sqlite(store, manifest, directory, check_counts=True):
+    """Decompress a SQLite backup into a new 0600 file in ``directory`` and check it fully
+    (sha256, size, SQLite integrity and, unless the caller reports them itself, row counts);
+    returns the file's path."""
+    path = os.path.join(directory, ".rbops-restore-%s.sqlite3" % secrets.token_hex(4))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            _feed(store, manifest, handle.write, 0)
+            handle.flush()
+            os.fsync(handle.fileno())
+        problems = sqlite.integrity_problems(path, thorough=True)
+        if problems:
+            raise IntegrityError("backup %s fails SQLite's integrity_check: %s"
+                                 % (manifest["id"], "; ".join(problems[:5])))
+        mismatches = _row_mismatches(manifest["row_counts"], sqlite.row_counts(path)) if check_counts else []
+        if mismatches:
+            raise IntegrityError("backup %s does not hold what its manifest says: %s"
+                                 % (manifest["id"], "; ".join(mismatches)))
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def restore_sqlite_file(store, spec, target, backup_id=None, force=False, keep_previous=True, lock_path=None,
+                        stop_command=None, start_command=None, stop_timeout=30, check_mode=False):
+    """The db_restore flow for SQLite; returns what was (or would be) done."""
+    entry, manifest = resolve_backup(store, spec, backup_id)
+    if manifest["engine"] != "sqlite":
+        raise RestoreError("backup %s is a %s backup, not sqlite" % (entry.backup_id, manifest["engine"]))
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise RestoreError("directory %s of the restore target does not exist" % directory)
+    tables = sqlite.table_count(target)
+    if tables and not force:
+        what = "is not a readable SQLite database" if tables < 0 else "is not empty (%d tables)" % tables
+        raise RestoreError("%s %s: refusing to restore over it; set force: true to replace it with backup %s "
+                           "(the current file is kept beside it)" % (target, what, entry.backup_id))
+    lock_path = lock_path or sqlite.default_lock_path(target)
+    holder = sqlite.lock_holder(lock_path)
+    if holder is not None and not stop_command:
+        raise LockError("%s is in use: the writer lock %s is held by pid %s; stop the service first (the restore role "
+                        "does) or give stop_command" % (target, lock_path, holder if holder > 0 else "unknown"))
+    stamp = manifests.utcnow().strftime(manifests.STAMP_FORMAT)
+    previous = "%s.pre-restore-%s" % (target, stamp) if keep_previous and os.path.exists(target) else None
+    result = {"backup": _summary(store, manifest), "target": target, "previous": previous, "lock_file": lock_path,
+              "writer_pid": holder, "writer_stopped": False}
+    if check_mode:
+        return result
+    clock = time.monotonic()
+    unpacked = unpack_sqlite(store, manifest, directory)
+    try:
+        if holder is not None:
+            _run_command(stop_command, "stop_command")
+            result["writer_stopped"] = True
+            sqlite.wait_for_release(lock_path, stop_timeout)
+        with sqlite.WriterLock(lock_path):
+            result["previous"] = sqlite.replace_database(unpacked, target, previous)
+    finally:
+        if os.path.exists(unpacked):
+            os.unlink(unpacked)
+        if start_command:
+            _run_command(start_command, "start_command")
+    result["duration_seconds"] = round(time.monotonic() - clock, 3)
+    result["row_counts"] = sqlite.row_counts(target)
+    return result
+
+
+def _run_command(argv, what):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                          check=False, timeout=600)
+    if proc.returncode != 0:
+        output = proc.stdout.decode("utf-8", "replace").strip()[-1000:]
+        raise RestoreError("%s %s failed (exit %s): %s" % (what, argv[0], proc.returncode, output))
+
+
+# --- verification ---------------------------------------------------------------------------
+
+def values_match(actual, expected):
+    """Assertion results compare as numbers when both sides are numbers, else as text."""
+    if expected is None or actual is None:
+        return actual is expected
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return str(actual).lower() in (str(expected).lower(), "t" if expected is True else "f")
+    try:
+        return float(actual) == float(expected)
+    except (TypeError, ValueError):
+        return str(actual) == str(expected)
+
+
+def verify_backup(store, spec, server=None, backup_id=None, assertions=(), max_age=None, max_restore_seconds=None):
+    """Restore a backup into scratch space, compare it with its manifest and the assertions,
+    measure RPO and RTO, and always remove the scratch space.  Returns the report; raises
+    VerificationError (with the report) when any check fails."""
+    entry, manifest = resolve_backup(store, spec, backup_id)
+    report = {"backup_id": entry.backup_id, "engine": manifest["engine"], "database": manifest["database"],
+              "object": store.location(manifest["object"]), "size": manifest["size"], "sha256": manifest["sha256"],
+              "checksum": "unchecked", "tables": [], "assertions": [], "failures": []}
+    age = (manifests.utcnow() - manifests.parse_iso(manifest["started"])).total_seconds()
+    report["age_seconds"] = int(age)
+    clock = time.monotonic()
+    try:
+        if manifest["engine"] == "postgresql":
+            actual, answers = _verify_in_postgres(store, manifest, spec, server, assertions, report)
+        else:
+            actual, answers = _verify_in_sqlite(store, manifest, spec, assertions, report)
+    except IntegrityError as exc:
+        report["checksum"] = "failed"
+        report["failures"].append(str(exc))
+        raise VerificationError("backup %s failed verification: %s" % (entry.backup_id, exc), report=report) from None
+    except RunbookError as exc:
+        report["failures"].append(str(exc))
+        raise VerificationError("backup %s could not be verified: %s" % (entry.backup_id, exc), report=report) from None
+    report["checksum"] = "ok"
+    report["restore_seconds"] = round(time.monotonic() - clock, 3)
+
+    for table, expected in sorted(manifest["row_counts"].items()):
+        got = actual.get(table)
+        ok = got == expected
+        report["tables"].append({"table": table, "expected": expected, "actual": got, "ok": ok})
+        if not ok:
+            report["failures"].append("table %s has %s rows after restore, manifest says %d"
+                                      % (table, "no" if got is None else got, expected))
+    for assertion, answer in zip(assertions, answers):
+        name = assertion.get("name") or assertion["query"]
+        if isinstance(answer, DatabaseError):
+            ok, shown = False, "error: %s" % answer
+        else:
+            ok, shown = values_match(answer, assertion.get("expected")), answer
+        report["assertions"].append({"name": name, "query": assertion["query"],
+                                     "expected": assertion.get("expected"), "actual": shown, "ok": ok})
+        if not ok:
+            report["failures"].append("assertion %r returned %r, expected %r" % (name, shown, assertion.get("expected")))
+    report["rpo"] = {"max_age_seconds": max_age, "age_seconds": int(age), "ok": max_age is None or age <= max_age}
+    if not report["rpo"]["ok"]:
+        report["failures"].append("backup is %s old, over the RPO of %s"
+                                  % (manifests.human_duration(age), manifests.human_duration(max_age)))
+    report["rto"] = {"max_restore_seconds": max_restore_seconds, "restore_seconds": report["restore_seconds"],
+                     "ok": max_restore_seconds is None or report["restore_seconds"] <= max_restore_seconds}
+    if not report["rto"]["ok"]:
+        report["failures"].append("restore took %.1fs, over the RTO of %ss"
+                                  % (report["restore_seconds"], max_restore_seconds))
+    report["passed"] = not report["failures"]
+    if report["failures"]:
+        raise VerificationError("backup %s failed verification: %s" % (entry.backup_id, "; ".join(report["failures"])),
+                                report=report)
+    return report
+
+
+def _ask(run_scalar, assertions):
+    answers = []
+    for assertion in assertions:
+        try:
+            answers.append(run_scalar(assertion["query"]))
+        except DatabaseError as exc:
+            answers.append(exc)
+    return answers
+
+
+def _verify_in_postgres(store, manifest, spec, server, assertions, report):
+    if server is None:
+        raise ParameterError("verifying a postgresql backup needs PostgreSQL connection options (the scratch server)")
+    scratch = postgres.scratch_database_name(manifests.database_label(manifest["database"]))
+    report["scratch_database"] = scratch
+    server.create_database(scratch)
+    try:
+        restore_postgres(store, manifest, server, scratch, clean=False, single_transaction=spec.jobs == 1,
+                         no_owner=True, jobs=spec.jobs, tmp_dir=spec.tmp_dir)
+        actual = server.row_counts(scratch)
+        answers = _ask(lambda query: server.run_scalar(scratch, query), assertions)
+    finally:
+        server.drop_database(scratch)
+        report["scratch_dropped"] = not server.database_exists(scratch)
+    return actual, answers
+
+
+def _verify_in_sqlite(store, manifest, spec, assertions, report):
+    workdir = tempfile.mkdtemp(prefix="rbops-verify-", dir=spec.tmp_dir)
+    report["scratch_database"] = workdir
+    try:
+        path = unpack_sqlite(store, manifest, workdir, check_counts=False)
+        actual = sqlite.row_counts(path)
+        answers = _ask(lambda query: sqlite.run_scalar(path, query), assertions)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        report["scratch_dropped"] = not os.path.exists(workdir)
+    return actual, answers
+
+
+def _summary(store, manifest):
+    return {"id": manifest["id"], "location": store.location(manifest["object"]), "size": manifest["size"],
+            "sha256": manifest["sha256"], "started": manifest["started"], "engine": manifest["engine"],
+            "database": manifest["database"], "row_counts": manifest["row_counts"]}

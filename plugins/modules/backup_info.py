@@ -1,0 +1,217 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: backup_info
+short_description: List a store's backups of a service and check the age of the latest (RPO)
+version_added: 0.1.0
+description:
+  - Lists the backups of a service in a store, newest first, complete or not, with their age.
+  - A backup is complete when its data object and its manifest are both present; C(latest) is the newest
+    complete one.
+  - With O(max_age), fails (or warns, see O(max_age_action)) when the latest complete backup is older than
+    the RPO, or when there is none.
+author: runbook.ops contributors
+extends_documentation_fragment:
+  - runbook.ops.store
+options:
+  service:
+    description: Service whose backups to list.
+    type: str
+    required: true
+  engine:
+    description: Only backups of this engine.
+    type: str
+    choices: [postgresql, sqlite]
+  database:
+    description: Only backups of this database (PostgreSQL name, or SQLite name such as C(app) for C(app.db)).
+    type: str
+  max_age:
+    description:
+      - RPO. The latest complete backup must be younger than this. Seconds, or a duration such as V(1h), V(26h).
+    type: str
+  max_age_action:
+    description: What to do when the RPO is missed.
+    type: str
+    choices: [fail, warn]
+    default: fail
+  with_manifest:
+    description: Return the manifest of the latest complete backup (one more read from the store).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing to diff.
+  idempotent:
+    support: full
+    description: Never changes anything.
+seealso:
+  - module: runbook.ops.db_backup
+"""
+
+EXAMPLES = r"""
+- name: Fail when the last good backup of app is older than 1 hour (RPO)
+  runbook.ops.backup_info:
+    service: app
+    engine: postgresql
+    database: app
+    max_age: 1h
+    store:
+      type: s3
+      bucket: acme-backups
+      prefix: prod
+
+- name: List backups, warning only
+  runbook.ops.backup_info:
+    service: s3desk
+    max_age: 26h
+    max_age_action: warn
+    store:
+      type: local
+      path: /var/backups/runbook
+  register: backups
+"""
+
+RETURN = r"""
+backups:
+  description: Backups of the service, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: Backup id.
+      type: str
+      sample: postgresql-app-20261123T091500Z-3fa9c1
+    engine:
+      description: Database engine.
+      type: str
+      sample: postgresql
+    database:
+      description: Database name (as used in the id).
+      type: str
+      sample: app
+    complete:
+      description: Whether both the data object and the manifest are present.
+      type: bool
+      sample: true
+    created:
+      description: When the backup was started (UTC).
+      type: str
+      sample: "2026-11-23T09:15:00.000000Z"
+    age_seconds:
+      description: Age in seconds.
+      type: int
+      sample: 3600
+    age:
+      description: Age for people.
+      type: str
+      sample: 1h
+    object:
+      description: Store key of the data object (null when missing).
+      type: str
+      sample: app/postgresql-app-20261123T091500Z-3fa9c1.dump.zst
+    size:
+      description: Size of the data object in bytes.
+      type: int
+      sample: 1048576
+    manifest:
+      description: Store key of the manifest (null for an incomplete backup).
+      type: str
+      sample: app/postgresql-app-20261123T091500Z-3fa9c1.dump.zst.manifest.json
+latest:
+  description: The newest complete backup (as in RV(backups)), with its manifest under C(details) when
+    O(with_manifest=true); null when there is none.
+  returned: always
+  type: dict
+  sample: {"id": "postgresql-app-20261123T091500Z-3fa9c1", "age_seconds": 3600, "complete": true}
+latest_age_seconds:
+  description: Age of the newest complete backup, null when there is none.
+  returned: always
+  type: int
+  sample: 3600
+rpo_ok:
+  description: Whether the newest complete backup is within O(max_age) (true when no O(max_age)).
+  returned: always
+  type: bool
+  sample: true
+count:
+  description: Counts of complete and incomplete backups.
+  returned: always
+  type: dict
+  sample: {"complete": 30, "incomplete": 1}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, merged
+from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=merged(
+            STORE_OPTIONS,
+            service={"type": "str", "required": True},
+            engine={"type": "str", "choices": list(manifests.ENGINES)},
+            database={"type": "str"},
+            max_age={"type": "str"},
+            max_age_action={"type": "str", "choices": ["fail", "warn"], "default": "fail"},
+            with_manifest={"type": "bool", "default": True},
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        service = manifests.check_service(params["service"])
+        max_age = manifests.parse_duration(params["max_age"], "max_age")
+        store = store_from_params(params["store"])
+        now = manifests.utcnow()
+        entries = manifests.catalog(store.list(service + "/"), service, params["engine"], params["database"])
+        latest_entry = manifests.find_entry(entries)
+        latest = None
+        if latest_entry:
+            latest = latest_entry.describe(now)
+            if params["with_manifest"]:
+                latest["details"] = manifests.load_manifest(store.read_bytes(latest_entry.manifest_key),
+                                                            store.location(latest_entry.manifest_key))
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+
+    latest_age = latest["age_seconds"] if latest else None
+    rpo_ok = max_age is None or (latest is not None and latest_age <= max_age)
+    result = {
+        "backups": [entry.describe(now) for entry in entries],
+        "latest": latest,
+        "latest_age_seconds": latest_age,
+        "rpo_ok": rpo_ok,
+        "count": {"complete": sum(e.complete for e in entries), "incomplete": sum(not e.complete for e in entries)},
+        "changed": False,
+    }
+    what = "%s backups of %s%s" % (
+        params["engine"] or "all", service, " database %s" % params["database"] if params["database"] else "")
+    if latest is None:
+        summary = "no complete %s in %s" % (what, store.location(service + "/"))
+    else:
+        summary = "latest of %d complete %s is %s, %s old" % (result["count"]["complete"], what, latest["id"],
+                                                              latest["age"])
+    if not rpo_ok:
+        summary = "RPO missed: %s (max_age %s)" % (summary, manifests.human_duration(max_age))
+        if params["max_age_action"] == "fail":
+            module.fail_json(msg=summary, **result)
+        module.warn(summary)
+    module.exit_json(msg=summary, **result)
+
+
+if __name__ == "__main__":
+    main()

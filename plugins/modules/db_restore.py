@@ -1,0 +1,274 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: db_restore
+short_description: Restore a PostgreSQL or SQLite database from a backup store
+version_added: 0.1.0
+description:
+  - Restores the latest complete backup of a service's database, or the one named by O(backup_id).
+  - Before anything is changed the backup must match its manifest (size and sha256); a backup without a
+    manifest, truncated, or with a single flipped byte is refused.
+  - PostgreSQL with C(pg_restore) into an existing database (with C(--clean --if-exists)), or into a database
+    it creates with O(create_database). With O(single_transaction) (the default) a restore that fails changes
+    nothing; a database this module created is dropped again when the restore fails.
+  - SQLite by decompressing into a new file beside the target, checking it (integrity and row counts), then
+    atomically replacing the target; the previous file is kept as C(<path>.pre-restore-<stamp>).
+  - Refuses to restore over a non-empty database unless O(force=true).
+  - Refuses a SQLite restore while another process holds the service's single-writer lock, unless
+    O(stop_command) says how to stop it; the lock is held during the swap so the service cannot start midway.
+  - After the restore, every table's row count is compared with the manifest.
+author: runbook.ops contributors
+extends_documentation_fragment:
+  - runbook.ops.backup_source
+  - runbook.ops.postgres
+  - runbook.ops.store
+options:
+  database:
+    description:
+      - For O(engine=postgresql), the database to restore into; backups of O(source_database) are used.
+      - For O(engine=sqlite), the name of the backed-up database, when it differs from the name of O(path).
+  path:
+    description: For O(engine=sqlite), the database file to restore (replace).
+  source_database:
+    description:
+      - Database whose backups to restore, when it is not the target O(database), for example to restore
+        C(app) into C(app_restored).
+    type: str
+  backup_id:
+    description: Backup to restore. Defaults to the newest complete backup.
+    type: str
+  force:
+    description:
+      - Replace a database that is not empty (PostgreSQL; any user table) or a SQLite file that exists.
+    type: bool
+    default: false
+  create_database:
+    description: For PostgreSQL, create the target database when it does not exist.
+    type: bool
+    default: false
+  single_transaction:
+    description:
+      - For PostgreSQL, restore in one transaction (C(pg_restore --single-transaction)), so a failure changes
+        nothing. Not available with O(jobs) above 1.
+    type: bool
+    default: true
+  no_owner:
+    description: For PostgreSQL, skip ownership and privileges (C(--no-owner --no-privileges)).
+    type: bool
+    default: false
+  jobs:
+    description: Parallel C(pg_restore) jobs, for directory-format backups (needs O(single_transaction=false)).
+    type: int
+    default: 1
+  keep_previous:
+    description: For SQLite, keep the replaced file (and its -wal/-shm files) as C(<path>.pre-restore-<stamp>).
+    type: bool
+    default: true
+  lock_file:
+    description:
+      - For SQLite, the service's single-writer lock file. Defaults to C(<dir>/.<name>.lock) for C(<dir>/<name>.db)
+        (for example C(DATA_DIR/.s3desk.lock) for C(DATA_DIR/s3desk.db)).
+    type: path
+  stop_command:
+    description:
+      - For SQLite, a command (argument list) that stops the writer when it holds the lock, for example
+        C([docker-compose, -f, /srv/app/docker-compose.yml, stop, app]). The module waits up to O(stop_timeout)
+        seconds for the lock to be released.
+    type: list
+    elements: str
+  start_command:
+    description: For SQLite, a command (argument list) run after the restore, whether it succeeded or not.
+    type: list
+    elements: str
+  stop_timeout:
+    description: Seconds to wait for the writer lock after O(stop_command).
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    support: full
+    description: Finds and checks the backup's manifest, the target and the lock, and reports what would be
+      restored where (and what would be refused) without changing anything.
+  diff_mode:
+    support: none
+    description: Database contents are not shown as a diff.
+  idempotent:
+    support: none
+    description: Each run restores again.
+seealso:
+  - module: runbook.ops.db_backup
+  - module: runbook.ops.backup_verify
+"""
+
+EXAMPLES = r"""
+- name: Restore the latest backup of app over the live database (writers already stopped)
+  runbook.ops.db_restore:
+    service: app
+    engine: postgresql
+    database: app
+    force: true
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+    store:
+      type: s3
+      bucket: acme-backups
+      prefix: prod
+
+- name: Restore a given backup into a new database beside the live one
+  runbook.ops.db_restore:
+    service: app
+    engine: postgresql
+    source_database: app
+    database: app_restored
+    create_database: true
+    backup_id: postgresql-app-20261123T091500Z-3fa9c1
+    login_user: postgres
+    store:
+      type: local
+      path: /var/backups/runbook
+
+- name: Restore SQLite, stopping and starting the Compose service around the swap
+  runbook.ops.db_restore:
+    service: s3desk
+    engine: sqlite
+    path: /srv/s3desk/data/s3desk.db
+    force: true
+    stop_command: [docker-compose, -f, /srv/s3desk/docker-compose.yml, stop, s3desk]
+    start_command: [docker-compose, -f, /srv/s3desk/docker-compose.yml, start, s3desk]
+    store:
+      type: local
+      path: /var/backups/runbook
+"""
+
+RETURN = r"""
+backup:
+  description: The backup that was (or would be) restored.
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Backup id.
+      type: str
+      sample: sqlite-s3desk-20261123T091500Z-3fa9c1
+    location:
+      description: Where the data object is.
+      type: str
+      sample: /var/backups/runbook/s3desk/sqlite-s3desk-20261123T091500Z-3fa9c1.sqlite3.zst
+    size:
+      description: Stored size in bytes.
+      type: int
+      sample: 1048576
+    sha256:
+      description: sha256 the object matched.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    started:
+      description: When the backup was taken (UTC).
+      type: str
+      sample: "2026-11-23T09:15:00.000000Z"
+    row_counts:
+      description: Row counts recorded in the manifest.
+      type: dict
+      sample: {"items": 3}
+target:
+  description: The database restored into (C(host:port/database) or the SQLite file).
+  returned: always
+  type: str
+  sample: 127.0.0.1:5432/app
+previous:
+  description: For SQLite, where the replaced file was kept.
+  returned: when engine is sqlite
+  type: str
+  sample: /srv/s3desk/data/s3desk.db.pre-restore-20261123T101500Z
+row_counts:
+  description: Row counts of the restored database, per table.
+  returned: success, not in check mode
+  type: dict
+  sample: {"public.items": 1200}
+duration_seconds:
+  description: How long the restore took.
+  returned: success, not in check mode
+  type: float
+  sample: 8.2
+created_database:
+  description: For PostgreSQL, whether the target database was (or would be) created.
+  returned: when engine is postgresql
+  type: bool
+  sample: false
+writer_stopped:
+  description: For SQLite, whether O(stop_command) was run because the writer held the lock.
+  returned: when engine is sqlite
+  type: bool
+  sample: false
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
+from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._options import (
+    BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
+from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=merged(
+            BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS,
+            source_database={"type": "str"},
+            backup_id={"type": "str"},
+            force={"type": "bool", "default": False},
+            create_database={"type": "bool", "default": False},
+            single_transaction={"type": "bool", "default": True},
+            no_owner={"type": "bool", "default": False},
+            jobs={"type": "int", "default": 1},
+            keep_previous={"type": "bool", "default": True},
+            lock_file={"type": "path"},
+            stop_command={"type": "list", "elements": "str"},
+            start_command={"type": "list", "elements": "str"},
+            stop_timeout={"type": "int", "default": 30},
+        ),
+        required_if=[["engine", "postgresql", ["database"]], ["engine", "sqlite", ["path"]]],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        if params["jobs"] > 1 and params["single_transaction"]:
+            raise ParameterError("jobs > 1 needs single_transaction: false (pg_restore cannot do both)")
+        store = store_from_params(params["store"])
+        server = pg_server(params)
+        if params["engine"] == "postgresql":
+            spec = backups.BackupSpec(params["service"], "postgresql",
+                                      database=params["source_database"] or params["database"], server=server,
+                                      dump_format="directory" if params["jobs"] > 1 else "custom",
+                                      jobs=params["jobs"], tmp_dir=params["tmp_dir"])
+            result = restores.restore_postgres_database(
+                store, spec, server, params["database"], backup_id=params["backup_id"],
+                create_database=params["create_database"], force=params["force"],
+                single_transaction=params["single_transaction"], no_owner=params["no_owner"],
+                check_mode=module.check_mode)
+        else:
+            spec = backups.BackupSpec(params["service"], "sqlite", path=params["path"],
+                                      database=params["source_database"] or params["database"],
+                                      tmp_dir=params["tmp_dir"])
+            result = restores.restore_sqlite_file(
+                store, spec, params["path"], backup_id=params["backup_id"], force=params["force"],
+                keep_previous=params["keep_previous"], lock_path=params["lock_file"],
+                stop_command=params["stop_command"], start_command=params["start_command"],
+                stop_timeout=params["stop_timeout"], check_mode=module.check_mode)
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    verb = "would restore" if module.check_mode else "restored"
+    module.exit_json(changed=True, msg="%s backup %s into %s" % (verb, result["backup"]["id"], result["target"]),
+                     **result)
+
+
+if __name__ == "__main__":
+    main()
