@@ -325,14 +325,14 @@ class Database:
         return text
 
     def init_schema(self):
-        def work(cur, sql):
+        def work(cur, _sql):
             for statement in SCHEMA[self.kind]:
                 cur.execute(statement)
         self.run(work, create=True)
 
     def ping(self):
         """Raise DatabaseError unless the database answers a query on our schema."""
-        def work(cur, sql):
+        def work(cur, _sql):
             cur.execute("SELECT COUNT(*) FROM items")
             cur.fetchone()
         self.run(work)
@@ -452,7 +452,7 @@ class Application:
 
     # items ------------------------------------------------------------------
     def list_items(self):
-        def work(cur, sql):
+        def work(cur, _sql):
             cur.execute("SELECT id, name, created_at, secret_enc IS NOT NULL FROM items ORDER BY id")
             return [{"id": r[0], "name": r[1], "created_at": r[2], "has_secret": bool(r[3])} for r in cur.fetchall()]
         return self.db.run(work)
@@ -499,7 +499,7 @@ class Application:
         return {"id": job_id, "kind": kind, "status": "queued", "created_at": created_at}
 
     def list_jobs(self):
-        def work(cur, sql):
+        def work(cur, _sql):
             cur.execute("SELECT id, kind, status, created_at FROM jobs ORDER BY id")
             return [{"id": r[0], "kind": r[1], "status": r[2], "created_at": r[3]} for r in cur.fetchall()]
         return self.db.run(work)
@@ -596,14 +596,17 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = "runbook-sample-service"
     sys_version = ""
     app = None  # set by make_server
+    _status = 500  # status of the response sent, for metrics and the access log
 
     # plumbing ----------------------------------------------------------------
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
         """Silence http.server's own access log; handle() logs without headers or query strings."""
 
-    def _send(self, status, body, content_type="application/json"):
+    def _send(self, status, body, content_type="application/json", headers=None):
         data = body if isinstance(body, bytes) else body.encode("utf-8")
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
@@ -717,7 +720,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         app = self.app
         method = "GET" if self.command == "HEAD" else self.command
         if path == "/healthz" and method == "GET":
-            return self._text(200, "ok")
+            # The pid lets ctl.sh tell its own process from another one answering on the same port.
+            return self._send(200, "ok\n", "text/plain; charset=utf-8", {"X-Process-Id": str(os.getpid())})
         if path == "/readyz" and method == "GET":
             problem = app.readiness_problem()
             return self._text(503, "not ready: %s" % problem) if problem else self._text(200, "ok")
@@ -856,7 +860,7 @@ def cmd_check(settings, logger, _args):
     return 0
 
 
-def cmd_healthcheck(settings, logger, args):
+def cmd_healthcheck(settings, _logger, args):
     host = settings.listen_host if settings.listen_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     if ":" in host:
         host = "[%s]" % host
@@ -864,7 +868,11 @@ def cmd_healthcheck(settings, logger, args):
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:  # nosec - loopback probe
             body = response.read(200).decode("utf-8", "replace").strip()
+            answered_by = response.headers.get("X-Process-Id")
             print("%s %s" % (response.status, body))
+            if args.expect_pid and answered_by != str(args.expect_pid):
+                print("answered by pid %s, not %s" % (answered_by, args.expect_pid))
+                return 1
             return 0
     except urllib.error.HTTPError as exc:
         print("%s %s" % (exc.code, exc.read(200).decode("utf-8", "replace").strip()))
@@ -940,6 +948,7 @@ def build_parser():
     probe = sub.add_parser("healthcheck", help="GET a probe path of the running service; exit 0 on 2xx")
     probe.add_argument("--path", default="/healthz")
     probe.add_argument("--timeout", type=float, default=3.0)
+    probe.add_argument("--expect-pid", type=int, help="fail unless /healthz is answered by this process id")
     sub.add_parser("settings", help="print the non-secret settings as KEY=VALUE")
     seed = sub.add_parser("seed", help="insert test items")
     seed.add_argument("--items", type=int, required=True)

@@ -60,7 +60,7 @@ do_status() {
 }
 
 do_start() {
-    local pid
+    local pid lock_pid
     if pid=$(running_pid); then
         echo "$SERVICE_NAME is already running (pid $pid)"
         return 0
@@ -78,11 +78,13 @@ do_start() {
             tail -n 20 "$logfile" >&2
             return 1
         fi
-        if "$python" "$app" --env-file "$env_file" healthcheck --path /healthz --timeout 1 >/dev/null 2>&1; then
-            # The service writes its own pid into the lock file: that is the authoritative one.
-            pid=$(tr -dc '0-9' <"$LOCK_FILE" 2>/dev/null || true)
-            [ -n "$pid" ] && (umask 077; echo "$pid" >"$pidfile")
-            echo "$SERVICE_NAME started (pid $(cat "$pidfile"))"
+        # The service writes its pid into the lock file before it listens; /healthz must be
+        # answered by that process (not by something else already on the port).
+        lock_pid=$(tr -dc '0-9' <"$LOCK_FILE" 2>/dev/null || true)
+        if [ -n "$lock_pid" ] && "$python" "$app" --env-file "$env_file" healthcheck --path /healthz --timeout 1 \
+                --expect-pid "$lock_pid" >/dev/null 2>&1; then
+            (umask 077; echo "$lock_pid" >"$pidfile")
+            echo "$SERVICE_NAME started (pid $lock_pid)"
             return 0
         fi
         sleep 0.2
