@@ -648,7 +648,11 @@ def evaluate(target, response):
 def _check_response(target, response, result):
     found = []
     if response.status not in target.status:
-        found.append(("critical", "status %d not in %s" % (response.status, "[%s]" % ", ".join(map(str, target.status)))))
+        hint = ""
+        if response.status in (401, 403):
+            hint = " (the server refused the request: check the token and the Host header)"
+        found.append(("critical", "status %d not in [%s]%s"
+                      % (response.status, ", ".join(map(str, target.status)), hint)))
     latency = response.latency_ms
     if target.crit_ms is not None and latency > target.crit_ms:
         found.append(("critical", "latency %d ms over critical %d ms" % (round(latency), target.crit_ms)))
@@ -767,3 +771,44 @@ def describe(results, state):
     problems = ["%s %s: %s" % (r["name"], r["state"], "; ".join(r["reasons"]))
                 for r in results if r["state"] != "ok"]
     return line + (" - " + " | ".join(problems) if problems else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument specs (plain data) shared by http_probe and metrics_probe; documented in the
+# runbook.ops.http_target doc fragment.  No defaults here: unset values fall back to the
+# shared top-level value, then to BUILTIN_DEFAULTS.
+
+CONNECTION_ARGSPEC = {
+    "method": {"type": "str"},
+    "headers": {"type": "dict", "no_log": True},
+    "body": {"type": "raw"},
+    "host": {"type": "str"},
+    "timeout": {"type": "float"},
+    "validate_certs": {"type": "bool"},
+    "ca_path": {"type": "path"},
+    "api_token": {"type": "str", "no_log": True},
+    "bearer_token": {"type": "str", "no_log": True},
+    "metrics_secret": {"type": "str", "no_log": True},
+}
+
+_VALUE_CHECK_OPTIONS = {
+    "equals": {"type": "raw"},
+    "op": {"type": "str", "choices": list(COMPARISONS)},
+    "value": {"type": "raw"},
+    "severity": {"type": "str", "choices": list(SEVERITIES), "default": "critical"},
+}
+
+CHECK_ARGSPEC = {
+    "status": {"type": "list", "elements": "int"},
+    "body_contains": {"type": "str"},
+    "body_regex": {"type": "str"},
+    "json": {"type": "list", "elements": "dict",
+             "options": dict(_VALUE_CHECK_OPTIONS, path={"type": "str", "required": True})},
+    "headers_match": {"type": "list", "elements": "dict",
+                      "options": dict(_VALUE_CHECK_OPTIONS, name={"type": "str", "required": True})},
+    "warn_ms": {"type": "float"},
+    "crit_ms": {"type": "float"},
+    "warn_days": {"type": "int"},
+    "crit_days": {"type": "int"},
+    "return_body": {"type": "bool"},
+}

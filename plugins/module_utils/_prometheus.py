@@ -584,3 +584,70 @@ def worst(states):
     """The most severe of ``states`` (ok < warning < critical)."""
     rank = {state: position for position, state in enumerate(STATES)}
     return max(states, key=lambda state: rank[state], default="ok")
+
+
+# ----------------------------------------------------------------------------------------------
+# Scrape one endpoint and run checks (metrics_probe)
+
+ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5,*/*;q=0.1"
+MAX_SCRAPE_BYTES = 32 * 1024 * 1024
+
+
+def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetch=None):
+    """Fetch ``target`` (a _probe.ProbeTarget) once, parse it and evaluate ``checks`` (MetricCheck list).
+
+    Returns a report dict (url, status, latency_ms, cert, state, reasons, checks, samples,
+    parse_errors, series, summary, msg, failed).
+    """
+    # Imported here so the parser above stays usable without the HTTP side.
+    from ansible_collections.runbook.ops.plugins.module_utils import _probe
+
+    if not any(name.lower() == "accept" for name in target.headers):
+        target.headers["Accept"] = ACCEPT
+    response = (fetch or _probe.fetch)(target, max_body_bytes=MAX_SCRAPE_BYTES)
+    endpoint = _probe.evaluate(target, response)
+    report = {"url": endpoint["url"], "status": endpoint["status"], "latency_ms": endpoint["latency_ms"],
+              "cert": endpoint["cert"], "reasons": list(endpoint["reasons"]), "checks": [], "samples": {},
+              "parse_errors": [], "series": 0}
+    endpoint_state = endpoint["state"]
+    exposition = None
+    if endpoint_state != "critical":
+        exposition = parse(response.text())
+        report["series"] = len(exposition.samples)
+        report["parse_errors"] = exposition.errors[:20]
+        if response.truncated:
+            endpoint_state = "critical"
+            report["reasons"].append("metrics body larger than %d bytes; refusing to judge a partial scrape"
+                                     % MAX_SCRAPE_BYTES)
+        elif not exposition.samples:
+            endpoint_state = "critical"
+            first = ("; first problem: " + exposition.errors[0]) if exposition.errors else ""
+            report["reasons"].append("response is not Prometheus text: no samples found%s" % first)
+        elif exposition.errors:
+            report["reasons"].append("%d line(s) could not be parsed and were skipped; first: %s"
+                                     % (len(exposition.errors), exposition.errors[0]))
+    if endpoint_state == "critical":
+        cause = "; ".join(report["reasons"]) or "metrics unavailable"
+        for check in checks:
+            report["checks"].append({"name": check.name, "selector": check.describe(), "aggregate": check.aggregate,
+                                     "value": None, "state": "critical", "breached": "critical", "series": 0,
+                                     "reasons": ["not evaluated: %s" % cause]})
+    else:
+        report["checks"] = [check.evaluate(exposition) for check in checks]
+        for name in return_samples or ():
+            report["samples"][name] = [s.as_dict() for s in exposition.samples if s.name == name]
+    states = [endpoint_state] + [c["state"] for c in report["checks"]]
+    report["state"] = worst(states)
+    report["summary"] = {"total": len(report["checks"])}
+    for name in STATES:
+        report["summary"][name] = sum(1 for c in report["checks"] if c["state"] == name)
+    problems = ["%s %s: %s" % (c["name"], c["state"], "; ".join(c["reasons"]))
+                for c in report["checks"] if c["state"] != "ok"]
+    line = "%d of %d checks ok, overall %s" % (report["summary"]["ok"], len(checks), report["state"])
+    if endpoint_state == "critical":
+        line += " - endpoint %s: %s" % (report["url"], "; ".join(report["reasons"]))
+    elif problems:
+        line += " - " + " | ".join(problems)
+    report["msg"] = line
+    report["failed"] = _probe.fails(report["state"], fail_on)
+    return report
