@@ -19,9 +19,9 @@ description:
   - SQLite is copied with its online backup API, consistent while the service keeps writing; the copy must
     pass C(PRAGMA quick_check) before it is stored.
   - A manifest (sizes, sha256, versions, per-table row counts, times) is written last, beside the data
-    object. A dump that fails half-way leaves neither: the module fails and no new backup appears.
+    object. A dump that fails half-way leaves neither; the module fails and no new backup appears.
   - Retention (O(keep_last), O(keep_days)) then deletes older complete backups of the same service and
-    database. Incomplete backups are never deleted: they may be a backup another run is still writing.
+    database. Incomplete backups are never deleted, as they may be a backup another run is still writing.
 author: runbook.ops contributors
 extends_documentation_fragment:
   - runbook.ops.backup_source
