@@ -77,6 +77,16 @@ def redact(text, secrets):
     return text
 
 
+def _redact_tree(value, secrets):
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, list):
+        return [_redact_tree(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {redact(k, secrets): _redact_tree(v, secrets) for k, v in value.items()}
+    return value
+
+
 def worst(states):
     rank = {state: position for position, state in enumerate(STATES)}
     return max(states, key=lambda state: rank[state], default="ok")
@@ -692,7 +702,7 @@ def _check_response(target, response, result):
         result["body"] = redact(text[:BODY_EXCERPT_CHARS], target.secrets)
         result["body_truncated"] = response.truncated or len(text) > BODY_EXCERPT_CHARS
         if document is not _MISSING:
-            result["json"] = document
+            result["json"] = _redact_tree(document, target.secrets)
     return found
 
 
