@@ -338,7 +338,7 @@ class Database:
         self.run(work)
 
     def insert(self, cur, sql, table, columns, values):
-        placeholders = ", ".join("?" for _ in values)
+        placeholders = ", ".join(["?"] * len(values))
         statement = "INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), placeholders)
         if self.kind == "postgresql":
             cur.execute(sql(statement + " RETURNING id"), values)
@@ -596,6 +596,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     server_version = "runbook-sample-service"
     sys_version = ""
     app = None  # set by make_server
+    timeout = 30  # seconds a client may idle on its socket; bounds how long shutdown waits for it
     _status = 500  # status of the response sent, for metrics and the access log
 
     # plumbing ----------------------------------------------------------------
@@ -637,7 +638,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         if token:
             return token.strip()
         auth = self.headers.get("Authorization") or ""
-        scheme, _, value = auth.partition(" ")
+        scheme, _sep, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         return None

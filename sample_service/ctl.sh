@@ -39,11 +39,18 @@ done <<<"$settings"
 pidfile="$DATA_DIR/$SERVICE_NAME.pid"
 logfile="$DATA_DIR/logs/$SERVICE_NAME.log"
 
+alive() {  # a zombie (exited, not yet reaped by its parent) counts as dead
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
+    [ "$state" != "Z" ]
+}
+
 running_pid() {  # prints the pid and returns 0 when our service process is alive
     local pid
     [ -s "$pidfile" ] || return 1
     pid=$(tr -dc '0-9' <"$pidfile")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    [ -n "$pid" ] && alive "$pid" || return 1
     # Guard against pid reuse: the process must be this app.py.
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$app" || return 1
     echo "$pid"
@@ -72,7 +79,7 @@ do_start() {
     (umask 077; echo "$pid" >"$pidfile")
     local deadline=$((SECONDS + start_timeout))
     while [ $SECONDS -lt $deadline ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             rm -f "$pidfile"
             echo "ctl.sh: $SERVICE_NAME exited during start-up; last lines of $logfile:" >&2
             tail -n 20 "$logfile" >&2
@@ -103,13 +110,18 @@ do_stop() {
     fi
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + stop_timeout))
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+    while alive "$pid" && [ $SECONDS -lt $deadline ]; do
         sleep 0.2
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         echo "ctl.sh: $SERVICE_NAME (pid $pid) ignored SIGTERM for ${stop_timeout}s; sending SIGKILL" >&2
         kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        deadline=$((SECONDS + 5))
+        while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+        if alive "$pid"; then
+            echo "ctl.sh: $SERVICE_NAME (pid $pid) survived SIGKILL" >&2
+            return 1
+        fi
     fi
     rm -f "$pidfile"
     echo "$SERVICE_NAME stopped"

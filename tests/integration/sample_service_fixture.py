@@ -18,6 +18,7 @@ from __future__ import annotations
 import json as jsonlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,15 @@ def clean_environ(extra=None):
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV_KEYS}
     env.update(extra or {})
     return env
+
+
+def process_alive(pid):
+    """True while pid runs (a zombie waiting to be reaped counts as dead)."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Response:
@@ -224,6 +234,23 @@ class SampleService:
         self.process = None
         return status
 
+    def stop_strays(self, timeout=15):
+        """Stop a process of ours not started by start() (ctl.sh, command("serve")): the lock file names it."""
+        try:
+            with open(self.lock_path, encoding="ascii") as handle:
+                pid = int(handle.read().strip() or 0)
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if pid and self.env_file.encode() in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
     def restart(self, wait=True):
         self.stop()
         return self.start(wait=wait)
@@ -257,6 +284,7 @@ def sample_service(tmp_path_factory):
     yield factory
     for svc in instances:
         svc.stop()
+        svc.stop_strays()
 
 
 def pg_database_url(conn_params, dbname):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 import pytest
 from cryptography.fernet import Fernet
 
-from sample_service_fixture import CTL_PATH, SampleService, clean_environ, free_port, http_request, pg_database_url
+from sample_service_fixture import CTL_PATH, SampleService, clean_environ, free_port, http_request, pg_database_url, process_alive
 
 
 def hold_lock(path, kind):
@@ -224,8 +225,8 @@ def test_postgresql_unreachable(sample_service, pg_conn_params):
     assert result.returncode == 1 and "wrong-password-xyz" not in result.stderr
 
 
-def run_ctl(action, svc):
-    return subprocess.run([CTL_PATH, action, svc.env_file], env=clean_environ({"PYTHON": sys.executable}),
+def run_ctl(action, svc, **env):
+    return subprocess.run([CTL_PATH, action, svc.env_file], env=clean_environ(dict(env, PYTHON=sys.executable)),
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -250,14 +251,12 @@ def test_ctl_start_status_stop(sample_service):
     with open(pidfile, encoding="ascii") as handle:
         new_pid = int(handle.read())
     assert new_pid != pid
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert not process_alive(pid)
 
     stopped = run_ctl("stop", svc)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert not os.path.exists(pidfile)
-    with pytest.raises(ProcessLookupError):
-        os.kill(new_pid, 0)
+    assert not process_alive(new_pid)
     with pytest.raises(OSError):
         http_request(svc.url + "/healthz", timeout=2)
     assert run_ctl("status", svc).returncode == 3
@@ -277,6 +276,25 @@ def test_ctl_start_failure_is_reported(sample_service):
     svc.set_env(API_TOKEN="t", PORT=str(blocker.port))
     result = run_ctl("start", svc)
     assert result.returncode == 1 and "cannot listen" in result.stderr
+
+
+def test_ctl_stop_kills_after_timeout(sample_service):
+    svc = sample_service(start=False)
+    assert run_ctl("start", svc).returncode == 0
+    with open(os.path.join(svc.data_dir, "app.pid"), encoding="ascii") as handle:
+        pid = int(handle.read())
+    # An idle client connection keeps a request thread waiting, so the graceful shutdown cannot finish.
+    with socket.create_connection(("127.0.0.1", svc.port)):
+        time.sleep(0.3)
+        started = time.monotonic()
+        stopped = run_ctl("stop", svc, STOP_TIMEOUT="2")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "ignored SIGTERM for 2s; sending SIGKILL" in stopped.stderr
+    assert 2 <= time.monotonic() - started < 10
+    assert not process_alive(pid)
+    assert run_ctl("status", svc).returncode == 3
+    svc.start()  # the kernel dropped the locks of the killed process
+    assert http_request(svc.url + "/readyz").status == 200
 
 
 def test_ctl_usage():
