@@ -12,6 +12,9 @@ import pytest
 
 from harness import run_module, run_playbook
 
+# The managed sample service, as a factory fixture: sample_service(database_url=None, env=None, start=True).
+pytest_plugins = ["sample_service_fixture"]
+
 
 def _require(name):
     value = os.environ.get(name)
