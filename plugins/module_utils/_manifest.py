@@ -21,10 +21,10 @@ from ansible_collections.runbook.ops.plugins.module_utils._errors import Integri
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = "runbook.ops/backup-manifest"
 MANIFEST_VERSION = 1
-ENGINES = ("postgresql", "sqlite")
+ENGINES = ("postgresql", "sqlite", "volume")
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
-_ID_RE = re.compile(r"^(?P<engine>postgresql|sqlite)-(?P<label>[A-Za-z0-9_]+)-(?P<stamp>\d{8}T\d{6}Z)-[0-9a-f]{6}$")
+_ID_RE = re.compile(r"^(?P<engine>postgresql|sqlite|volume)-(?P<label>[A-Za-z0-9_]+)-(?P<stamp>\d{8}T\d{6}Z)-[0-9a-f]{6}$")
 _SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -74,7 +74,7 @@ def parse_backup_id(backup_id):
 
 
 def object_name(backup_id, dump_format, extension):
-    suffix = {"custom": ".dump", "directory": ".tar", "sqlite": ".sqlite3"}[dump_format]
+    suffix = {"custom": ".dump", "directory": ".tar", "sqlite": ".sqlite3", "tar": ".tar"}[dump_format]
     return backup_id + suffix + extension
 
 
