@@ -108,8 +108,18 @@ class LocalStore(BackupStore):
         return self._path(key)
 
     def _makedirs(self, directory):
+        # os.makedirs applies ``mode`` to the last level only; every level we create is private.
+        missing, level = [], directory
+        while level and not os.path.isdir(level):
+            missing.append(level)
+            level = os.path.dirname(level)
         try:
-            os.makedirs(directory, mode=PRIVATE_DIR, exist_ok=True)
+            for path in reversed(missing):
+                try:
+                    os.mkdir(path, PRIVATE_DIR)
+                except FileExistsError:
+                    if not os.path.isdir(path):
+                        raise
         except OSError as exc:
             raise StoreError("cannot create backup directory %s: %s" % (directory, exc.strerror)) from None
 
