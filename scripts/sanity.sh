@@ -29,10 +29,17 @@ command -v "python$python_version" >/dev/null || { echo "sanity: python$python_v
 # Without shellcheck ansible-test only warns and skips the shellcheck test: refuse instead.
 command -v shellcheck >/dev/null || { echo "sanity: shellcheck not found (scripts/install-system-packages.sh installs it)" >&2; exit 2; }
 
+cd "$repo"
+git rev-parse --is-inside-work-tree >/dev/null 2>&1 || { echo "sanity: $repo is not a git checkout" >&2; exit 2; }
+
+# One run at a time: a second run would delete the copy under the first one.
+mkdir -p "$build"
+exec 9>"$build/lock"
+flock -n 9 || { say "waiting for another sanity run to finish"; flock 9; }
+
 say "copying the collection to $copy"
 rm -rf "$copy"
 mkdir -p "$copy" "$home"
-cd "$repo"
 git ls-files -z --cached --others --exclude-standard \
     | grep -zvE '^(\.venv|\.build|\.demo)/' \
     | while IFS= read -r -d '' path; do [ -e "$path" ] && printf '%s\0' "$path"; done \
@@ -72,9 +79,17 @@ PY
 
 say "ansible-test sanity --local --requirements --python $python_version $*"
 cd "$copy"
-status=0
-HOME="$home" ansible-test sanity --local --requirements --python "$python_version" --junit --color no "$@" \
-    || status=$?
+# Prefix each "Running sanity test" line with the elapsed time, so slow tests show.
+set +e
+HOME="$home" ansible-test sanity --local --requirements --python "$python_version" --junit --color no "$@" 2>&1 \
+    | while IFS= read -r line; do
+        case $line in
+            "Running sanity test"*) say "${line#Running sanity test }" ;;
+            *) printf '%s\n' "$line" ;;
+        esac
+    done
+status=${PIPESTATUS[0]}
+set -e
 
 # One line per test from the junit files: which passed, which ansible-test skipped and why.
 python3 - tests/output/junit <<'PY' || status=$((status ? status : 1))
