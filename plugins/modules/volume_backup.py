@@ -1,0 +1,246 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: volume_backup
+short_description: Back up a Docker named volume or a host directory as a tarball into a backup store
+version_added: 0.1.0
+description:
+  - Copies a data directory, for example the data volume of a database container, with
+    C(tar --numeric-owner), so owners, groups and modes are kept as numbers and restore exactly.
+  - The tar stream goes through compression and a sha256 hash into the store, in constant memory and
+    without a temporary copy. A C(tar) that fails (an unreadable file, a vanished directory) fails the
+    task and leaves no backup.
+  - A manifest is written last, beside the data object, with the same fields as a database backup of
+    M(runbook.ops.db_backup) (engine C(volume), the volume or directory as the database) and C(files),
+    the number of entries and bytes of file content in the tarball. M(runbook.ops.backup_info) lists
+    these backups with O(runbook.ops.backup_info#module:engine=volume).
+  - A database data directory is only consistent while its server is stopped, so the module refuses
+    while a running container mounts the volume or directory, naming the containers, unless
+    O(allow_running=true).
+  - Retention (O(keep_last), O(keep_days)) then deletes older complete backups of the same service and label.
+author: runbook.ops contributors
+extends_documentation_fragment:
+  - runbook.ops.store
+options:
+  service:
+    description:
+      - Name of the service whose backups these are; it is the folder of its backups in the store.
+      - Letters, digits, C(.), C(_) and C(-).
+    type: str
+    required: true
+  volume:
+    description:
+      - Docker named volume to back up (its C(Mountpoint) from C(docker volume inspect)); a local volume.
+      - Exactly one of O(volume) and O(path) is required.
+    type: str
+  path:
+    description:
+      - Absolute path of a host directory to back up.
+      - Exactly one of O(volume) and O(path) is required.
+    type: path
+  label:
+    description:
+      - Name of the backups in the catalog (the C(database) part of the backup id).
+      - Defaults to O(volume), or the last component of O(path).
+    type: str
+  allow_running:
+    description:
+      - Back up even while running containers mount the directory. The copy of a live database data
+        directory is not consistent; use this only for data that is safe to copy live.
+      - C(tar) still fails when a file changes while it is read.
+    type: bool
+    default: false
+  docker_cli:
+    description:
+      - The docker command used to find the volume and the containers that use it.
+      - For O(path), the container check is skipped (with a warning) when Docker is not installed or not running.
+    type: str
+    default: docker
+  compression:
+    description: Compression of the stored tarball.
+    type: str
+    choices: [zstd, gzip, none]
+    default: zstd
+  compression_level:
+    description: Compression level; defaults to 3 for zstd and 6 for gzip.
+    type: int
+  keep_last:
+    description: Retention. Keep at least this many newest complete backups of this service and label.
+    type: int
+  keep_days:
+    description:
+      - Retention. Keep every complete backup younger than this many days.
+      - With both O(keep_last) and O(keep_days), a backup is kept when either keeps it.
+        With neither, nothing is deleted.
+    type: int
+attributes:
+  check_mode:
+    support: full
+    description: Resolves the directory, checks that no running container uses it and that the store is
+      writable, and reports the object it would write and the backups retention would delete, without
+      writing or deleting anything.
+  diff_mode:
+    support: none
+    description: A backup has nothing to show as a diff.
+  idempotent:
+    support: none
+    description: Every run takes a new backup.
+notes:
+  - Run as root (C(become)) to read every file of a database data directory and to record its owners.
+  - Backups and manifests are private files (0600) in a V(local) store.
+seealso:
+  - module: runbook.ops.volume_restore
+  - module: runbook.ops.backup_info
+  - module: runbook.ops.db_backup
+"""
+
+EXAMPLES = r"""
+- name: Stop PostgreSQL, then back up its data volume to S3, keeping the last 7
+  runbook.ops.volume_backup:
+    service: tasktracker
+    volume: tasktracker_postgres_staging_data
+    store:
+      type: s3
+      bucket: acme-backups
+      prefix: staging
+    keep_last: 7
+  become: true
+
+- name: Back up a host directory into a local store
+  runbook.ops.volume_backup:
+    service: s3desk
+    path: /srv/s3desk/data
+    store:
+      type: local
+      path: /var/backups/runbook
+  become: true
+"""
+
+RETURN = r"""
+backup:
+  description: The manifest of the new backup (in check mode, the id and object it would have).
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Backup id, usable with O(runbook.ops.volume_restore#module:backup_id).
+      type: str
+      sample: volume-pgdata-20261123T091500Z-3fa9c1
+    object:
+      description: Store key of the data object.
+      type: str
+      sample: app/volume-pgdata-20261123T091500Z-3fa9c1.tar.zst
+    location:
+      description: Where the object is, as a path or an s3:// URL.
+      type: str
+      sample: /var/backups/runbook/app/volume-pgdata-20261123T091500Z-3fa9c1.tar.zst
+    directory:
+      description: The directory that was (or would be) copied.
+      type: str
+      sample: /var/lib/docker/volumes/pgdata/_data
+    size:
+      description: Stored (compressed) size in bytes.
+      type: int
+      sample: 10485760
+    raw_size:
+      description: Size of the tarball before compression, in bytes.
+      type: int
+      sample: 52428800
+    sha256:
+      description: sha256 of the stored object.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    files:
+      description: Entries (files, directories, links) in the tarball and bytes of file content.
+      type: dict
+      sample: {"count": 1520, "bytes": 52101120}
+    duration_seconds:
+      description: How long the backup took.
+      type: float
+      sample: 3.4
+    running_containers:
+      description: Running containers that used the directory (only with O(allow_running=true)).
+      type: list
+      elements: str
+      sample: []
+deleted:
+  description: Ids of the backups retention deleted (in check mode, would delete).
+  returned: always
+  type: list
+  elements: str
+  sample: [volume-pgdata-20261020T091500Z-aa01bc]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
+from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, merged
+from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
+from ansible_collections.runbook.ops.plugins.module_utils._streams import zstandard
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=merged(
+            STORE_OPTIONS,
+            service={"type": "str", "required": True},
+            volume={"type": "str"},
+            path={"type": "path"},
+            label={"type": "str"},
+            allow_running={"type": "bool", "default": False},
+            docker_cli={"type": "str", "default": "docker"},
+            compression={"type": "str", "choices": ["zstd", "gzip", "none"], "default": "zstd"},
+            compression_level={"type": "int"},
+            keep_last={"type": "int"},
+            keep_days={"type": "int"},
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["compression"] == "zstd" and zstandard is None:
+        module.fail_json(msg=missing_required_lib("zstandard"))
+    try:
+        if params["keep_last"] is not None and params["keep_last"] < 1:
+            raise ParameterError("keep_last must be at least 1")
+        if params["keep_days"] is not None and params["keep_days"] < 0:
+            raise ParameterError("keep_days must not be negative")
+        source = volumes.VolumeSource(volume=params["volume"], path=params["path"], label=params["label"],
+                                      docker_cli=params["docker_cli"])
+        spec = source.spec(params["service"], params["compression"], params["compression_level"])
+        store = store_from_params(params["store"])
+        if module.check_mode:
+            planned = volumes.plan_volume_backup(store, source, spec, params["allow_running"])
+            expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"])
+            _warn_unchecked(module, planned)
+            module.exit_json(changed=True, backup=planned, deleted=[e.backup_id for e in expired],
+                             msg="would back up %s (%s) to %s" % (source.describe(), planned["directory"],
+                                                                 planned["location"]))
+        manifest = volumes.take_volume_backup(store, source, spec, params["allow_running"])
+        expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"],
+                                          protect={manifest["id"]})
+        deleted = backups.delete_backups(store, expired)
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    _warn_unchecked(module, manifest)
+    module.exit_json(changed=True, backup=manifest, deleted=deleted,
+                     msg="backed up %s to %s (%d entries, %d bytes stored) in %.1fs%s"
+                     % (source.describe(), manifest["location"], manifest["files"]["count"], manifest["size"],
+                        manifest["duration_seconds"],
+                        "; retention deleted %d older backups" % len(deleted) if deleted else ""))
+
+
+def _warn_unchecked(module, planned):
+    if not planned["containers_checked"]:
+        module.warn("Docker could not be asked which containers use %s; make sure no database server writes to it"
+                    % planned["directory"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: volume_restore
+short_description: Restore a Docker named volume or a host directory from a tarball backup
+version_added: 0.1.0
+description:
+  - Restores the latest complete backup made by M(runbook.ops.volume_backup) for a service and label,
+    or the one named by O(backup_id).
+  - The backup streams into C(tar -x --numeric-owner) in a new directory beside the target (on the same
+    file system), so owners, groups and modes come back exactly. The target is replaced only when the
+    object matched its manifest (size and sha256), C(tar) exited cleanly, and the unpacked tree has the
+    number of entries and bytes the manifest records. A truncated or corrupt backup leaves the target as
+    it was.
+  - The replacement is two renames; the previous directory is kept as C(<dir>.pre-restore-<stamp>)
+    (O(keep_previous)). For a Docker volume the target is the volume's C(Mountpoint) directory.
+  - Refuses to restore over a non-empty directory unless O(force=true), and while a running container
+    mounts the volume or directory (naming the containers) unless O(allow_running=true).
+  - O(verify_only=true) unpacks and checks the backup the same way, then removes it; the target is not touched.
+author: runbook.ops contributors
+extends_documentation_fragment:
+  - runbook.ops.store
+options:
+  service:
+    description: Name of the service whose backups to restore (the folder of its backups in the store).
+    type: str
+    required: true
+  volume:
+    description:
+      - Docker named volume to restore into; it must exist (C(docker volume create)).
+      - Exactly one of O(volume) and O(path) is required.
+    type: str
+  path:
+    description:
+      - Absolute path of the host directory to restore; its parent directory must exist.
+      - Exactly one of O(volume) and O(path) is required.
+    type: path
+  label:
+    description:
+      - Name of the backups to restore (the C(database) part of the backup id), when it is not
+        O(volume) or the last component of O(path).
+    type: str
+  backup_id:
+    description: Backup to restore. Defaults to the newest complete backup of the service and label.
+    type: str
+  force:
+    description: Replace a directory that is not empty.
+    type: bool
+    default: false
+  keep_previous:
+    description:
+      - Keep the replaced directory as C(<dir>.pre-restore-<stamp>) beside the target. Otherwise it is
+        deleted after the swap.
+    type: bool
+    default: true
+  allow_running:
+    description: Restore even while running containers mount the directory.
+    type: bool
+    default: false
+  verify_only:
+    description:
+      - Unpack the backup beside the target, check sha256, size, C(tar) and the entry and byte counts
+        against the manifest, then remove it. The target and its users are left alone.
+    type: bool
+    default: false
+  docker_cli:
+    description:
+      - The docker command used to find the volume and the containers that use it.
+      - For O(path), the container check is skipped (with a warning) when Docker is not installed or not running.
+    type: str
+    default: docker
+attributes:
+  check_mode:
+    support: full
+    description: Finds and checks the backup's manifest, the target and the containers that use it, and
+      reports what would be restored where (and what would be refused) without changing anything.
+  diff_mode:
+    support: none
+    description: Directory contents are not shown as a diff.
+  idempotent:
+    support: none
+    description: Each run restores again (O(verify_only=true) changes nothing).
+notes:
+  - Run as root (C(become)) so that owners and groups can be restored.
+seealso:
+  - module: runbook.ops.volume_backup
+  - module: runbook.ops.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Restore the latest backup of the PostgreSQL data volume (the container is stopped)
+  runbook.ops.volume_restore:
+    service: tasktracker
+    volume: tasktracker_postgres_staging_data
+    force: true
+    store:
+      type: s3
+      bucket: acme-backups
+      prefix: staging
+  become: true
+
+- name: Check that a given backup unpacks cleanly, without touching the directory
+  runbook.ops.volume_restore:
+    service: s3desk
+    path: /srv/s3desk/data
+    backup_id: volume-data-20261123T091500Z-3fa9c1
+    verify_only: true
+    store:
+      type: local
+      path: /var/backups/runbook
+  become: true
+"""
+
+RETURN = r"""
+backup:
+  description: The backup that was (or would be) restored.
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Backup id.
+      type: str
+      sample: volume-pgdata-20261123T091500Z-3fa9c1
+    location:
+      description: Where the data object is.
+      type: str
+      sample: s3://acme-backups/staging/tasktracker/volume-pgdata-20261123T091500Z-3fa9c1.tar.zst
+    size:
+      description: Stored size in bytes.
+      type: int
+      sample: 1048576
+    sha256:
+      description: sha256 the object matched.
+      type: str
+      sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    started:
+      description: When the backup was taken (UTC).
+      type: str
+      sample: "2026-11-23T09:15:00.000000Z"
+    files:
+      description: Entries and bytes recorded in the manifest.
+      type: dict
+      sample: {"count": 1520, "bytes": 52101120}
+target:
+  description: The directory restored (a volume's Mountpoint, or O(path)).
+  returned: always
+  type: str
+  sample: /var/lib/docker/volumes/pgdata/_data
+previous:
+  description: Where the replaced directory was (or would be) kept; null when there was none or it was deleted.
+  returned: always
+  type: str
+  sample: /var/lib/docker/volumes/pgdata/_data.pre-restore-20261123T101500Z
+verified:
+  description: Whether the backup was unpacked and matched its manifest (false in check mode).
+  returned: always
+  type: bool
+  sample: true
+files:
+  description: Entries and bytes of the unpacked tree.
+  returned: success, not in check mode
+  type: dict
+  sample: {"count": 1520, "bytes": 52101120}
+running_containers:
+  description: Running containers that used the directory (only with O(allow_running=true)).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+duration_seconds:
+  description: How long unpacking and swapping took.
+  returned: success, not in check mode
+  type: float
+  sample: 2.1
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, merged
+from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=merged(
+            STORE_OPTIONS,
+            service={"type": "str", "required": True},
+            volume={"type": "str"},
+            path={"type": "path"},
+            label={"type": "str"},
+            backup_id={"type": "str"},
+            force={"type": "bool", "default": False},
+            keep_previous={"type": "bool", "default": True},
+            allow_running={"type": "bool", "default": False},
+            verify_only={"type": "bool", "default": False},
+            docker_cli={"type": "str", "default": "docker"},
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        source = volumes.VolumeSource(volume=params["volume"], path=params["path"], label=params["label"],
+                                      docker_cli=params["docker_cli"])
+        spec = source.spec(params["service"])
+        store = store_from_params(params["store"])
+        result = volumes.restore_volume(
+            store, source, spec, backup_id=params["backup_id"], force=params["force"],
+            keep_previous=params["keep_previous"], allow_running=params["allow_running"],
+            verify_only=params["verify_only"], check_mode=module.check_mode)
+    except RunbookError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    if not result["containers_checked"] and not params["verify_only"]:
+        module.warn("Docker could not be asked which containers use %s; make sure no database server writes to it"
+                    % result["target"])
+    backup_id = result["backup"]["id"]
+    if params["verify_only"]:
+        verb = "would verify" if module.check_mode else "verified"
+        msg = "%s backup %s (%s)" % (verb, backup_id, "unpacks cleanly and matches its manifest"
+                                     if result["verified"] else "manifest found")
+        module.exit_json(changed=False, msg=msg, **result)
+    verb = "would restore" if module.check_mode else "restored"
+    kept = "; previous directory kept as %s" % result["previous"] if result["previous"] else ""
+    module.exit_json(changed=True, msg="%s backup %s into %s%s" % (verb, backup_id, result["target"], kept), **result)
+
+
+if __name__ == "__main__":
+    main()
