@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pure parts of _volume: parameters, the tar member counter (on real GNU tar and Python
+tarfile streams), the tree walk it must agree with, the container matcher (on real
+``docker inspect`` output), and the rename swap."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
+from ansible_collections.runbook.ops.plugins.module_utils._errors import LockError, ParameterError, RestoreError
+
+# `docker inspect --type container` of a busybox container started with
+# `-v rbops-capture:/data -v /tmp/bbctx:/ctx:ro` on Docker 20.10.24 (Debian 12), cut to the keys
+# _volume reads; values verbatim.
+DOCKER_INSPECT = json.loads(r"""
+[{"Id": "a5ceb77225d6c4b3552bfc41d17fb6cfa4fab6b78aaf7e240d5fd8d14ba2c741",
+  "Name": "/rbops-capture-c",
+  "State": {"Status": "running", "Running": true, "Paused": false, "Restarting": false, "OOMKilled": false,
+            "Dead": false, "Pid": 5138, "ExitCode": 0, "Error": "",
+            "StartedAt": "2026-11-23T09:22:56.412168584Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+  "Mounts": [
+   {"Type": "bind", "Source": "/tmp/bbctx", "Destination": "/ctx", "Mode": "ro", "RW": false,
+    "Propagation": "rprivate"},
+   {"Type": "volume", "Name": "rbops-capture", "Source": "/var/lib/docker/volumes/rbops-capture/_data",
+    "Destination": "/data", "Driver": "local", "Mode": "z", "RW": true, "Propagation": ""}]}]
+""")
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "exactly one of volume"),
+    ({"volume": "pgdata", "path": "/srv/data"}, "not both"),
+    ({"path": "srv/data"}, "absolute"),
+    ({"path": "/"}, "cannot be backed up"),
+    ({"volume": "../etc"}, "not a Docker volume name"),
+    ({"volume": "-x"}, "not a Docker volume name"),
+])
+def test_bad_sources_are_refused_with_a_clear_message(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        volumes.VolumeSource(**kwargs)
+
+
+def test_labels_default_to_the_volume_or_the_last_path_component():
+    assert volumes.VolumeSource(volume="tasktracker_pg.data").label == "tasktracker_pg_data"
+    assert volumes.VolumeSource(path="/srv/app/data/").label == "data"
+    assert volumes.VolumeSource(path="/srv/app/data", label="app-db").label == "app_db"
+    assert volumes.VolumeSource(path="/srv/app/data/").path == "/srv/app/data"
+
+
+def test_the_spec_is_a_volume_tarball_in_the_service_folder():
+    spec = volumes.VolumeSource(volume="pgdata").spec("app", "gzip")
+    assert (spec.engine, spec.database, spec.dump_format, spec.folder) == ("volume", "pgdata", "tar", "app/")
+    assert spec.compression_level == 6
+    with pytest.raises(ParameterError, match="service"):
+        volumes.VolumeSource(volume="pgdata").spec("bad/service")
+
+
+# --- counting tar members -----------------------------------------------------------------------
+
+def make_tree(root):
+    """Files of several kinds: nested dirs, a hard link, a symlink, an empty file, a fifo,
+    a long name (GNU ././@LongLink), odd modes."""
+    (root / "base" / "16384").mkdir(parents=True)
+    (root / "base" / "16384" / "1259").write_bytes(os.urandom(70000))
+    (root / "PG_VERSION").write_text("15\n")
+    (root / "empty").write_bytes(b"")
+    os.link(root / "PG_VERSION", root / "hardlink")
+    os.symlink("PG_VERSION", root / "symlink")
+    os.mkfifo(root / "fifo")
+    long_dir = root / ("d" * 120)
+    long_dir.mkdir()
+    (long_dir / ("f" * 150)).write_bytes(b"x" * 513)
+    os.chmod(root / "PG_VERSION", 0o600)
+    os.chmod(root / "base", 0o700)
+    return root
+
+
+def count_stream(data, read_size):
+    counter = volumes.TarCounter(io.BytesIO(data))
+    while counter.read(read_size):
+        pass
+    assert counter.size == len(data)
+    return counter.files()
+
+
+@pytest.mark.parametrize("read_size", [1, 100, 511, 512, 4096, 1 << 20])
+def test_the_counter_agrees_with_the_walk_on_gnu_tar_output(tmp_path, read_size):
+    root = make_tree(tmp_path / "data")
+    data = subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-cf", "-", "."], check=True,
+                          stdout=subprocess.PIPE).stdout
+    expected = volumes.tree_files(str(root))
+    # 10 entries below the root: base, base/16384, base/16384/1259, PG_VERSION, empty, hardlink, symlink,
+    # fifo, the long dir and its file; bytes count the hard-linked file once.
+    assert expected == {"count": 10, "bytes": 70000 + 3 + 513}
+    assert count_stream(data, read_size) == expected
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_the_counter_skips_metadata_members_of_every_format(tmp_path, fmt):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
+        root = tarfile.TarInfo("./")
+        root.type = tarfile.DIRTYPE
+        archive.addfile(root)
+        for name, size in (("./a", 10), ("./b" + "é" * 3, 1024), ("./" + "n" * 90 + "/" + "m" * 60, 0)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            archive.addfile(info, io.BytesIO(b"z" * size))
+        link = tarfile.TarInfo("./c")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "a"
+        archive.addfile(link)
+    assert count_stream(buffer.getvalue(), 700) == {"count": 4, "bytes": 1034}
+
+
+def test_the_counter_ignores_what_follows_the_end_of_archive():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        info = tarfile.TarInfo("./a")
+        info.size = 3
+        archive.addfile(info, io.BytesIO(b"abc"))
+    # tar pads to a 10 KiB record; anything after the two zero blocks is not a member.
+    assert count_stream(buffer.getvalue() + b"junk" * 200, 333) == {"count": 1, "bytes": 3}
+
+
+def test_tar_numbers_octal_and_base_256():
+    assert volumes.tar_number(b"00000001750\0") == 1000
+    assert volumes.tar_number(b"           \0") == 0
+    big = 20 * (1 << 30)  # over the 8 GiB octal limit: GNU tar switches to base-256
+    field = bytes([0x80]) + big.to_bytes(11, "big")
+    assert volumes.tar_number(field) == big
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+def test_containers_are_matched_by_volume_name_and_by_overlapping_paths():
+    assert volumes.containers_using(DOCKER_INSPECT, "/var/lib/docker/volumes/rbops-capture/_data",
+                                    "rbops-capture") == ["rbops-capture-c"]
+    assert volumes.containers_using(DOCKER_INSPECT, "/elsewhere", "rbops-capture") == ["rbops-capture-c"]
+    assert volumes.containers_using(DOCKER_INSPECT, "/tmp/bbctx") == ["rbops-capture-c"]
+    assert volumes.containers_using(DOCKER_INSPECT, "/tmp/bbctx/sub/dir") == ["rbops-capture-c"]
+    assert volumes.containers_using(DOCKER_INSPECT, "/tmp") == ["rbops-capture-c"]
+
+
+def test_containers_on_other_paths_or_volumes_do_not_match():
+    assert volumes.containers_using(DOCKER_INSPECT, "/tmp/bbctx2") == []
+    assert volumes.containers_using(DOCKER_INSPECT, "/var/lib/docker/volumes/other/_data", "other") == []
+    assert volumes.containers_using([{"Name": "/x", "Mounts": None}], "/srv") == []
+
+
+def test_running_users_are_refused_by_name_unless_allowed():
+    source = volumes.VolumeSource(volume="pgdata")
+    with pytest.raises(LockError, match=r"in use by running containers db, db2: .* stopped; stop them first"):
+        volumes.refuse_running(source, ["db", "db2"], "copied", allow_running=False)
+    volumes.refuse_running(source, ["db"], "copied", allow_running=True)
+    volumes.refuse_running(source, [], "copied", allow_running=False)
+    volumes.refuse_running(source, None, "copied", allow_running=False)
+
+
+def test_a_missing_docker_cli_is_tolerated_for_a_path_but_not_for_a_volume(tmp_path):
+    path_source = volumes.VolumeSource(path=str(tmp_path), docker_cli=str(tmp_path / "no-docker"))
+    assert path_source.running_users(RestoreError) is None
+    volume_source = volumes.VolumeSource(volume="pgdata", docker_cli=str(tmp_path / "no-docker"))
+    with pytest.raises(RestoreError, match="docker CLI .* is not installed"):
+        volume_source.directory(RestoreError)
+
+
+# --- swapping -----------------------------------------------------------------------------------
+
+def test_swap_keeps_the_previous_directory(tmp_path):
+    target, new = tmp_path / "data", tmp_path / ".new"
+    target.mkdir()
+    (target / "old").write_text("old")
+    new.mkdir()
+    (new / "restored").write_text("new")
+    previous = volumes.previous_name(str(target))
+    assert previous.startswith(str(target) + ".pre-restore-")
+    assert volumes.swap_in(str(new), str(target), True, previous) == previous
+    assert os.listdir(target) == ["restored"]
+    assert os.listdir(previous) == ["old"]
+    assert not new.exists()
+
+
+def test_swap_without_keeping_deletes_the_old_directory(tmp_path):
+    target, new = tmp_path / "data", tmp_path / ".new"
+    target.mkdir()
+    (target / "old").write_text("old")
+    new.mkdir()
+    assert volumes.swap_in(str(new), str(target), True, None) is None
+    assert os.listdir(target) == []
+    assert sorted(os.listdir(tmp_path)) == ["data"]
+
+
+def test_a_failed_swap_puts_the_original_back(tmp_path):
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "old").write_text("old")
+    with pytest.raises(RestoreError, match="left as it was"):
+        volumes.swap_in(str(tmp_path / "missing"), str(target), True, str(tmp_path / "kept"))
+    assert os.listdir(target) == ["old"]
+    assert not (tmp_path / "kept").exists()
+
+
+def test_previous_names_never_collide(tmp_path):
+    first = volumes.previous_name(str(tmp_path / "data"))
+    os.mkdir(first)
+    second = volumes.previous_name(str(tmp_path / "data"))
+    assert second != first and second.startswith(first + "-")
