@@ -434,9 +434,9 @@ def restore_volume(store, source, spec, backup_id=None, force=False, keep_previo
     if not verify_only:
         refuse_running(source, users, "replaced", allow_running)
         if exists and not _is_empty(target) and not force:
-            raise RestoreError("%s (%s) is not empty: refusing to restore over it; set force: true to replace it with "
-                               "backup %s (the current directory is kept beside it)"
-                               % (source.describe(), target, entry.backup_id))
+            where = "%s (%s)" % (source.describe(), target) if source.volume else target
+            raise RestoreError("%s is not empty: refusing to restore over it; set force: true to replace it with "
+                               "backup %s (the current directory is kept beside it)" % (where, entry.backup_id))
         if exists and keep_previous:
             result["previous"] = previous_name(target)
     if check_mode:
