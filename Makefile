@@ -49,7 +49,7 @@ sanity: $(VENV)/.dev
 	scripts/sanity.sh
 
 lint: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
-	$(BIN)/ansible-lint --profile production
+	$(BIN)/ansible-lint --profile production --nocolor
 
 test: system $(VENV)/.dev
 	$(MAKE) unit
