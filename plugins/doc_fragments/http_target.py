@@ -16,7 +16,7 @@ options:
   headers:
     description:
       - Extra request headers. Their values are treated as secrets and never shown in results.
-      - Merged with per-target O(targets[].headers) in http_probe; the target's value wins for the same name.
+      - In M(runbook.ops.http_probe), merged with the headers of each target; the target's value wins for the same name.
     type: dict
   body:
     description:

@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 module: http_probe
 short_description: Probe many HTTP(S) endpoints concurrently and rate them ok, warning or critical
 version_added: 0.1.0
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 description:
   - Sends one request to each target, at the same time (a bounded pool of threads), and checks the status code,
     body text or regex, JSON fields by JMESPath, response headers, latency against warning and critical levels,

@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 module: metrics_probe
 short_description: Scrape a Prometheus metrics endpoint and check values against warning and critical levels
 version_added: 0.1.0
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 description:
   - Fetches one C(/metrics) endpoint (Prometheus text format; OpenMetrics output is tolerated), with the same
     connection, token, C(Host) and TLS options as M(runbook.ops.http_probe), parses it, and evaluates checks.

@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 module: path_check
 short_description: Check disk space, inodes, ownership and permissions of data directories
 version_added: 0.1.0
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 description:
   - For each path, reports the filesystem that holds it (size, free space, percent used, inodes, as C(df) counts
     them) against warning and critical levels, and optionally checks existence, type, owner, group and

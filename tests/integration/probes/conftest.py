@@ -49,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):  # noqa: N802  (http.server API)
-        path, _, query = self.path.partition("?")
+        path, _sep, query = self.path.partition("?")
         if path in ("/healthz", "/"):
             return self.reply(200, "ok")
         if path == "/slow":

@@ -21,8 +21,8 @@ CHECKS = [
 
 def test_metrics_checks_with_each_token(ansible_module, server):
     for auth in ({"api_token": API_TOKEN}, {"bearer_token": BEARER_TOKEN}, {"metrics_secret": METRICS_SECRET}):
-        run = ansible_module("runbook.ops.metrics_probe", dict(auth, url=server.url("/metrics"), checks=CHECKS,
-                                                                return_samples=["app_queue_length"]), verbosity=3)
+        params = dict(auth, url=server.url("/metrics"), checks=CHECKS, return_samples=["app_queue_length"])
+        run = ansible_module("runbook.ops.metrics_probe", params, verbosity=3)
         assert run.failed  # "jobs 5xx" is critical
         result = run.result
         checks = {c["name"]: c for c in result["checks"]}
@@ -42,8 +42,8 @@ def test_metrics_checks_with_each_token(ansible_module, server):
 
 
 def test_wrong_token_is_a_clear_failed_check(ansible_module, server):
-    run = ansible_module("runbook.ops.metrics_probe", {"url": server.url("/metrics"), "api_token": "nope-" + API_TOKEN,
-                                                        "checks": CHECKS[:1]}, verbosity=3)
+    params = {"url": server.url("/metrics"), "api_token": "nope-" + API_TOKEN, "checks": CHECKS[:1]}
+    run = ansible_module("runbook.ops.metrics_probe", params, verbosity=3)
     assert run.failed
     result = run.result
     assert result["status"] == 401
@@ -54,12 +54,10 @@ def test_wrong_token_is_a_clear_failed_check(ansible_module, server):
 
 
 def test_not_prometheus_text_and_unreachable(ansible_module, server, closed_port):
-    html = ansible_module("runbook.ops.metrics_probe", {"url": server.url("/hosted"), "host": "app.internal",
-                                                         "checks": CHECKS[1:2]})
+    html = ansible_module("runbook.ops.metrics_probe", {"url": server.url("/hosted"), "host": "app.internal", "checks": CHECKS[1:2]})
     assert html.failed
     assert html.result["reasons"][0].startswith("response is not Prometheus text: no samples found; first problem: line 1")
-    down = ansible_module("runbook.ops.metrics_probe", {"url": "http://127.0.0.1:%d/metrics" % closed_port,
-                                                         "checks": CHECKS[1:2], "fail_on": "never"})
+    down = ansible_module("runbook.ops.metrics_probe", {"url": "http://127.0.0.1:%d/metrics" % closed_port, "checks": CHECKS[1:2], "fail_on": "never"})
     assert not down.failed and down.result["state"] == "critical"
     assert "endpoint http://127.0.0.1:%d/metrics: connection refused" % closed_port in down.result["msg"]
 
@@ -70,8 +68,7 @@ def test_metrics_bad_input(ansible_module, server):
             ([{"metric": "app_queue_length", "crit": {"op": "~", "value": 1}}], "unknown comparison '~'"),
             ([{"metric": "app_queue_length", "labels": {"queue": "=~("}, "crit": 1}], "invalid regex"),
             ([{"metric": "app_queue_length", "crit": {"between": [9, 1]}}], "low above high")):
-        run = ansible_module("runbook.ops.metrics_probe", {"url": server.url("/metrics"), "checks": checks,
-                                                            "api_token": API_TOKEN})
+        run = ansible_module("runbook.ops.metrics_probe", {"url": server.url("/metrics"), "checks": checks, "api_token": API_TOKEN})
         assert run.failed and message in run.result["msg"], run.result
         assert "Traceback" not in run.output
 

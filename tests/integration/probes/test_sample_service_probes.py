@@ -32,8 +32,7 @@ def test_probe_the_sample_service(ansible_module, sample_service):  # noqa: F811
          "expect": {"op": "==", "value": 1}},
     ]
     for auth in ({"api_token": svc.token}, {"bearer_token": svc.token}, {"metrics_secret": METRICS_SECRET}):
-        run = ansible_module("runbook.ops.metrics_probe", dict(auth, url=svc.url + "/metrics", host="app.internal",
-                                                                checks=checks), verbosity=3)
+        run = ansible_module("runbook.ops.metrics_probe", dict(auth, url=svc.url + "/metrics", host="app.internal", checks=checks), verbosity=3)
         assert not run.failed, run.output
         result = run.result
         assert result["state"] == "ok" and result["parse_errors"] == [], result
@@ -42,11 +41,9 @@ def test_probe_the_sample_service(ansible_module, sample_service):  # noqa: F811
         assert by_name["build"]["value"] == 1
         assert svc.token not in run.output and METRICS_SECRET not in run.output
 
-    wrong_host = ansible_module("runbook.ops.metrics_probe", {"url": svc.url + "/metrics", "api_token": svc.token,
-                                                               "checks": checks[:1]})
+    wrong_host = ansible_module("runbook.ops.metrics_probe", {"url": svc.url + "/metrics", "api_token": svc.token, "checks": checks[:1]})
     assert wrong_host.failed and wrong_host.result["status"] == 403
-    wrong_token = ansible_module("runbook.ops.metrics_probe", {"url": svc.url + "/metrics", "host": "app.internal",
-                                                                "api_token": "not-" + svc.token, "checks": checks[:1]},
-                                 verbosity=3)
+    params = {"url": svc.url + "/metrics", "host": "app.internal", "api_token": "not-" + svc.token, "checks": checks[:1]}
+    wrong_token = ansible_module("runbook.ops.metrics_probe", params, verbosity=3)
     assert wrong_token.failed and wrong_token.result["status"] == 401
     assert "check the token" in wrong_token.result["msg"] and svc.token not in wrong_token.output

@@ -82,8 +82,9 @@ def test_missing_path_and_type(tmp_path):
     (50, 50, "critical", "95.0% of inodes used, at or over critical 90%"),
 ])
 def test_disk_thresholds(tmp_path, monkeypatch, free_blocks, inodes_free, state, reason):
-    monkeypatch.setattr(os, "statvfs", lambda path: StatVFS(100, free_blocks, free_blocks, 4096, 1000,
-                                                             inodes_free, inodes_free))
+    monkeypatch.setattr(os, "statvfs", lambda path: StatVFS(
+        100, free_blocks, free_blocks, 4096, 1000,
+        inodes_free, inodes_free))
     result = check_path(str(tmp_path), PathPolicy())
     assert result["state"] == state
     assert result["filesystem"]["free_bytes"] == free_blocks * 4096
