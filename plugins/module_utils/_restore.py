@@ -57,7 +57,13 @@ def _feed(store, manifest, write, holdback):
         plain = decompressing_reader(verified, manifest["compression"])
         pending = bytearray()
         while True:
-            data = plain.read(CHUNK_SIZE)
+            try:
+                data = plain.read(CHUNK_SIZE)
+            except IntegrityError:
+                # The decompressor noticed first; the sha256 against the manifest is the finding that
+                # names the object and says what is wrong with it, so report that when it fails too.
+                verified.finish()
+                raise
             if not data:
                 break
             pending += data
@@ -195,6 +201,9 @@ def unpack_sqlite(store, manifest, directory, check_counts=True):
     except BaseException:
         os.unlink(path)
         raise
+    finally:
+        # Read-only connections to a WAL-mode file leave empty -wal/-shm files named after it.
+        sqlite.remove_side_files(path)
     return path
 
 
@@ -268,7 +277,13 @@ def verify_backup(store, spec, server=None, backup_id=None, assertions=(), max_a
     """Restore a backup into scratch space, compare it with its manifest and the assertions,
     measure RPO and RTO, and always remove the scratch space.  Returns the report; raises
     VerificationError (with the report) when any check fails."""
-    entry, manifest = resolve_backup(store, spec, backup_id)
+    try:
+        entry, manifest = resolve_backup(store, spec, backup_id)
+    except IntegrityError as exc:  # incomplete, truncated or unreadable: a failed check, with a report
+        report = {"backup_id": backup_id, "checksum": "failed", "tables": [], "assertions": [],
+                  "failures": [str(exc)], "passed": False}
+        raise VerificationError("%s failed verification: %s" % ("backup %s" % backup_id if backup_id else
+                                                                "the latest backup", exc), report=report) from None
     report = {"backup_id": entry.backup_id, "engine": manifest["engine"], "database": manifest["database"],
               "object": store.location(manifest["object"]), "size": manifest["size"], "sha256": manifest["sha256"],
               "checksum": "unchecked", "tables": [], "assertions": [], "failures": []}

@@ -177,6 +177,15 @@ def wait_for_release(lock_path, timeout):
         time.sleep(0.2)
 
 
+def remove_side_files(path):
+    """Remove the -wal/-shm/-journal files of a database file no connection has open."""
+    for suffix in SIDE_FILES:
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
 def replace_database(new_file, target, keep_previous_as):
     """Atomically put ``new_file`` in place of ``target``.
 
