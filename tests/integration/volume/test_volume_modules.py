@@ -14,7 +14,7 @@ import sys
 
 import yaml
 
-from conftest import change_tree, docker, failed, fill_tree, ok, snapshot, task
+from volume_testlib import change_tree, docker, failed, fill_tree, ok, snapshot, task
 
 
 def files_in(store_dir):
