@@ -23,7 +23,7 @@ description:
     while a running container mounts the volume or directory, naming the containers, unless
     O(allow_running=true).
   - Retention (O(keep_last), O(keep_days)) then deletes older complete backups of the same service and label.
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.store
 options:

@@ -22,7 +22,7 @@ description:
   - Refuses to restore over a non-empty directory unless O(force=true), and while a running container
     mounts the volume or directory (naming the containers) unless O(allow_running=true).
   - O(verify_only=true) unpacks and checks the backup the same way, then removes it; the target is not touched.
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.store
 options:
