@@ -24,6 +24,7 @@ import time
 MODULE_PREFIX = "runbook.ops."
 S3_ACCESS_KEY = "testing"
 ID_STAMP_RE = re.compile(r"\d{8}T\d{6}Z")
+BIG_ROWS = 2000000
 
 
 def random_secret(length=24):

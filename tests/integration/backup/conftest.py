@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from backup_testlib import LocalStoreView, S3StoreView, make_pg_sample
+from backup_testlib import BIG_ROWS, LocalStoreView, S3StoreView, make_pg_sample
 from harness import run_playbook
 from sample_service_fixture import *  # noqa: F401,F403  pylint: disable=wildcard-import,unused-wildcard-import
 
@@ -67,3 +67,29 @@ def store(request, tmp_path):
     if request.param == "local":
         return LocalStoreView(tmp_path / "store")
     return S3StoreView(request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket"))
+
+
+@pytest.fixture(scope="module")
+def big_database(pg_conn_params):
+    """A database large enough that pg_dump runs for seconds (about 150 MB of random hex text)."""
+    import psycopg2
+
+    name = "rbops_big_" + uuid.uuid4().hex[:8]
+    params = {"host": pg_conn_params["login_host"], "port": pg_conn_params["login_port"],
+              "user": pg_conn_params["login_user"], "password": pg_conn_params["login_password"]}
+    admin = psycopg2.connect(dbname="postgres", **params)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('CREATE DATABASE "%s"' % name)
+    conn = psycopg2.connect(dbname=name, **params)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        # UNLOGGED: no WAL while generating; pg_dump still dumps its data.
+        cur.execute("CREATE UNLOGGED TABLE big (id int, a text, b text); "
+                    "INSERT INTO big SELECT g, md5(random()::text), md5(random()::text) "
+                    "FROM generate_series(1, %s) g", (BIG_ROWS,))
+    conn.close()
+    yield name
+    with admin.cursor() as cur:
+        cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+    admin.close()
