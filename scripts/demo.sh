@@ -9,11 +9,12 @@
 # the service healthy with its data back.  One line per step; full logs in .demo/logs/.
 #
 # The Makefile puts .venv/bin first on PATH and exports ANSIBLE_COLLECTIONS_PATH and ANSIBLE_CONFIG.
-# DEMO_PORT changes the port (default 8780).  Exit status 0 only when every step passed.
+# DEMO_PORT changes the port (default 8780), DEMO_DIR the working directory (default .demo; the tests use
+# a temporary one).  A previous demo service in DEMO_DIR is stopped and the directory recreated.  Exit status 0 only when every step passed.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-demo="$repo/.demo"
+demo=${DEMO_DIR:-$repo/.demo}
 logs="$demo/logs"
 env_file="$demo/app.env"
 ctl="$repo/sample_service/ctl.sh"
@@ -73,7 +74,7 @@ EOF
 playbook() {  # playbook LOGNAME PLAYBOOK [ARGS...]: runs it against inventories/local, logs everything
     local log="$logs/$1.log"
     shift
-    (cd "$repo" && ansible-playbook -i inventories/local "playbooks/$1" -e "app_port=$port" "${@:2}") >"$log" 2>&1
+    (cd "$repo" && ansible-playbook -i inventories/local "playbooks/$1" -e "app_port=$port" -e "app_demo_dir=$demo" "${@:2}") >"$log" 2>&1
 }
 
 human_size() {  # human_size BYTES
@@ -114,7 +115,7 @@ EOF
 # --- the service and its data --------------------------------------------------------------------
 "$ctl" start "$env_file" >"$logs/service.log" 2>&1 || fail service "the sample service did not start" "$logs/service.log"
 pid=$(tr -dc '0-9' <"$demo/data/app.pid")
-step service "sample service started on http://127.0.0.1:$port (pid $pid, SQLite in .demo/data/app.db)"
+step service "sample service started on http://127.0.0.1:$port (pid $pid, SQLite in ${demo#"$repo"/}/data/app.db)"
 
 for i in $(seq 1 "$items"); do
     api POST /api/items "{\"name\": \"item-$i\", \"secret\": \"s3cret-$i\"}" >/dev/null || fail seed "creating item $i through the API failed"
@@ -128,7 +129,7 @@ playbook 1-backup backup.yml || fail backup "playbooks/backup.yml failed" "$logs
 backup_id=$(stats "$logs/1-backup.log" runbook_backup id)
 size=$(stats "$logs/1-backup.log" runbook_backup size)
 rows=$(stats "$logs/1-backup.log" runbook_backup row_counts | "$python" -c 'import json,sys; print(" ".join("%s=%s" % kv for kv in sorted(json.load(sys.stdin).items())))')
-step backup "playbooks/backup.yml: $backup_id ($(human_size "$size"), rows $rows) in .demo/backups"
+step backup "playbooks/backup.yml: $backup_id ($(human_size "$size"), rows $rows) in ${demo#"$repo"/}/backups"
 
 playbook 2-list list_backups.yml || fail list "playbooks/list_backups.yml failed" "$logs/2-list.log"
 complete=$(stats "$logs/2-list.log" runbook_backups complete)
@@ -181,5 +182,6 @@ new_pid=$(tr -dc '0-9' <"$demo/data/app.pid")
 step healthy "service healthy again (pid $new_pid): $now items (was $before before the DELETE), secrets decrypt"
 
 stop_service
-echo "Done: the service is stopped. Start it again: PYTHON=$python sample_service/ctl.sh start .demo/app.env"
-echo "Logs: .demo/logs/  Backups: .demo/backups/  Verification reports: .demo/reports/"
+show=${demo#"$repo"/}
+echo "Done: the service is stopped. Start it again: PYTHON=$python sample_service/ctl.sh start $show/app.env"
+echo "Logs: $show/logs/  Backups: $show/backups/  Verification reports: $show/reports/"

@@ -1,0 +1,238 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/backup.yml, list_backups.yml, verify_backups.yml and restore.yml with the backup,
+backup_verify and restore roles, against the real sample service stopped and started by ctl.sh."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from conftest import custom_stats
+
+
+def assert_ok(run):
+    assert run.rc == 0, run.output[-4000:]
+
+
+def assert_failed(run, *fragments):
+    assert run.rc != 0, run.output[-4000:]
+    for fragment in fragments:
+        assert fragment in run.output, "%r not in output:\n%s" % (fragment, run.output[-4000:])
+
+
+def flip_byte(path):
+    with open(path, "r+b") as handle:
+        handle.seek(os.path.getsize(path) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_sqlite_backup_list_verify_break_restore(managed_service, playbook):
+    service = managed_service()
+    service.add_items(12)
+    host_vars = service.vars()
+
+    backup = playbook("backup.yml", host_vars, extra_vars={"backup_verify_after": True, "backup_max_age": "1h"})
+    assert_ok(backup)
+    stats = custom_stats(backup, "runbook_backup")
+    (manifest,) = service.manifests()
+    assert stats["id"] == manifest["id"] and stats["size"] == manifest["size"] and stats["sha256"] == manifest["sha256"]
+    assert stats["row_counts"]["items"] == 12
+    assert custom_stats(backup, "runbook_backup_verify")["passed"] is True  # backup_verify_after ran the role
+    assert "backup id: %s" % manifest["id"] in backup.output
+
+    listing = playbook("list_backups.yml", host_vars, extra_vars={"backup_max_age": "1h"})
+    assert_ok(listing)
+    listed = custom_stats(listing, "runbook_backups")
+    assert listed["complete"] == 1 and listed["latest"] == manifest["id"] and listed["rpo_ok"] is True
+
+    verify = playbook("verify_backups.yml", host_vars, extra_vars={"backup_verify_assertions": [
+        {"name": "twelve items", "query": "SELECT count(*) FROM items", "expected": 12}]})
+    assert_ok(verify)
+    report_path = os.path.join(service.report_dir, "localhost-app-%s.json" % manifest["id"])
+    assert stat.S_IMODE(os.stat(report_path).st_mode) == 0o600
+    with open(report_path, encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert report["passed"] and report["checksum"] == "ok" and report["scratch_dropped"]
+    assert {t["table"]: t["actual"] for t in report["tables"]}["items"] == 12
+    assert report["assertions"][0]["ok"]
+
+    service.delete_items_sqlite()
+    assert service.item_count() == 0
+    pid_before = service.pid
+
+    # Without restore_force the pre-check refuses; nothing is stopped.
+    refused = playbook("restore.yml", host_vars)
+    assert_failed(refused, "refused, nothing was stopped or changed", "set restore_force: true")
+    assert service.pid == pid_before and service.running and service.item_count() == 0
+
+    # Check mode shows the plan and changes nothing.
+    check = playbook("restore.yml", host_vars, extra_vars={"restore_force": True}, check=True)
+    assert_ok(check)
+    assert "would restore backup %s" % manifest["id"] in check.output
+    assert custom_stats(check, "runbook_restore")["check_mode"] is True
+    assert service.pid == pid_before and service.item_count() == 0
+    assert service.manifests("app-pre-restore") == []
+    assert not [n for n in os.listdir(service.svc.data_dir) if ".pre-restore-" in n]
+
+    restore = playbook("restore.yml", host_vars, extra_vars={"restore_force": True, "restore_verify_min": 12})
+    assert_ok(restore)
+    assert service.running and service.pid != pid_before, "the service was not stopped and started again"
+    assert service.healthy() and service.item_count() == 12
+    assert service.svc.api("GET", "/api/items/1").json["secret"] == "s-0"
+    restored = custom_stats(restore, "runbook_restore")
+    assert restored["backup_id"] == manifest["id"] and restored["row_counts"]["items"] == 12
+    # The safety backup holds the broken state, under its own service name (never "latest" of app).
+    (safety,) = service.manifests("app-pre-restore")
+    assert restored["safety_backup"] == safety["id"] and safety["row_counts"]["items"] == 0
+    assert [m["id"] for m in service.manifests()] == [manifest["id"]]
+    assert "rows (match the manifest): audit_log=" in restore.output
+
+
+def test_restore_of_a_corrupted_backup_restarts_the_service_with_its_data(managed_service, playbook):
+    service = managed_service()
+    service.add_items(5, prefix="old")
+    host_vars = service.vars()
+    assert_ok(playbook("backup.yml", host_vars))
+    (manifest,) = service.manifests()
+    flip_byte(os.path.join(service.store_dir, manifest["object"]))
+    service.add_items(3, prefix="new")  # the live data now differs from the backup
+    names_before, pid_before = service.item_names(), service.pid
+
+    run = playbook("restore.yml", host_vars, extra_vars={"restore_force": True})
+    assert_failed(run, "failed at 'Restore backup %s'" % manifest["id"], "The writers were started again",
+                  "the service is healthy", "holds its previous data")
+    assert "sha256" in run.output
+    assert service.running and service.pid != pid_before, "the writers were not started again"
+    assert service.healthy()
+    assert service.item_names() == names_before and len(names_before) == 8
+    # A failed restore's record: the start task ran, and the safety backup exists for the operator.
+    assert run.task("Start the writers again")["status"] == "ok"
+    assert len(service.manifests("app-pre-restore")) == 1
+
+
+def test_verify_failure_is_reported_and_fails_unless_told_not_to(managed_service, playbook):
+    service = managed_service()
+    service.add_items(2)
+    host_vars = service.vars()
+    assert_ok(playbook("backup.yml", host_vars))
+    (manifest,) = service.manifests()
+    flip_byte(os.path.join(service.store_dir, manifest["object"]))
+
+    failed = playbook("verify_backups.yml", host_vars)
+    assert_failed(failed, "backup verification failed for app", manifest["id"])
+    with open(os.path.join(service.report_dir, "localhost-app-%s.json" % manifest["id"]), encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert report["passed"] is False and report["checksum"] == "failed"
+
+    report_only = playbook("verify_backups.yml", host_vars, extra_vars={"backup_verify_fail": False})
+    assert_ok(report_only)
+    assert custom_stats(report_only, "runbook_backup_verify")["passed"] is False
+
+
+def test_list_backups_fails_when_the_rpo_is_missed(managed_service, playbook):
+    service = managed_service()
+    host_vars = service.vars()
+    none_yet = playbook("list_backups.yml", host_vars, extra_vars={"backup_max_age": "1h"})
+    assert_failed(none_yet, "RPO missed", "no complete")
+    assert_ok(playbook("backup.yml", host_vars))
+    assert_ok(playbook("list_backups.yml", host_vars, extra_vars={"backup_max_age": "1h"}))
+
+
+def test_postgresql_with_command_writer(managed_service, playbook, pg_conn_params, pg_database, pg_connect):
+    from sample_service_fixture import pg_database_url
+
+    service = managed_service(database_url=pg_database_url(pg_conn_params, pg_database))
+    service.add_items(7)
+    host_vars = service.vars(engine="postgresql", pg=pg_conn_params, database=pg_database)
+    password = pg_conn_params["login_password"]
+
+    backup = playbook("backup.yml", host_vars, extra_vars={"backup_verify_after": True}, verbosity=3)
+    assert_ok(backup)
+    assert password not in backup.output
+    assert custom_stats(backup, "runbook_backup")["row_counts"]["public.items"] == 7
+
+    conn = pg_connect(pg_database)
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM items")
+    assert service.item_count() == 0
+    pid_before = service.pid
+
+    check = playbook("restore.yml", host_vars, extra_vars={"restore_force": True}, check=True)
+    assert_ok(check)
+    assert service.pid == pid_before and service.item_count() == 0
+
+    restore = playbook("restore.yml", host_vars, extra_vars={"restore_force": True, "restore_verify_min": 7},
+                       verbosity=3)
+    assert_ok(restore)
+    assert password not in restore.output
+    assert service.running and service.pid != pid_before and service.healthy()
+    assert service.item_count() == 7
+    restored = custom_stats(restore, "runbook_restore")
+    assert restored["row_counts"]["public.items"] == 7 and restored["safety_backup"]
+    (safety,) = service.manifests("app-pre-restore")
+    assert safety["row_counts"]["public.items"] == 0
+
+
+def test_compose_writer_v1_is_detected_and_used(managed_service, playbook, tmp_path):
+    """Without `docker compose` (v2), `docker-compose` (v1) stops and starts the services in the project dir."""
+    service = managed_service()
+    service.add_items(4)
+    project = tmp_path / "project"
+    project.mkdir()
+    calls = tmp_path / "compose-calls.log"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "docker").write_text("#!/bin/sh\necho 'docker: unknown command: compose' >&2\nexit 125\n")
+    # The fake Compose v1 records its cwd and arguments and stops/starts the sample service.
+    (fake_bin / "docker-compose").write_text(
+        "#!/bin/sh\necho \"$(pwd) $*\" >>%s\n" % calls
+        + "case \"$*\" in version) echo 'docker-compose version 1.29.2';; *' stop '*) exec %s stop %s;;"
+        " *' start '*) exec %s start %s;; esac\n" % (service_ctl(), service.svc.env_file, service_ctl(), service.svc.env_file))
+    for name in ("docker", "docker-compose"):
+        os.chmod(fake_bin / name, 0o755)
+    host_vars = service.vars()
+    host_vars.update({"restore_writer": "compose", "restore_compose_project_dir": str(project),
+                      "restore_compose_files": ["compose.yml"], "restore_compose_services": ["web", "worker"],
+                      "restore_writer_environment": {"PYTHON": host_vars["restore_writer_environment"]["PYTHON"],
+                                                     "PATH": "%s:%s" % (fake_bin, os.environ["PATH"])}})
+    assert_ok(playbook("backup.yml", host_vars))
+    service.delete_items_sqlite()
+    run = playbook("restore.yml", host_vars, extra_vars={"restore_force": True})
+    assert_ok(run)
+    lines = calls.read_text().splitlines()
+    assert "%s -f compose.yml stop web worker" % project in lines
+    assert "%s -f compose.yml start web worker" % project in lines
+    assert service.running and service.item_count() == 4
+
+
+def service_ctl():
+    from sample_service_fixture import CTL_PATH
+    return CTL_PATH
+
+
+@pytest.mark.parametrize("playbook_name, host_vars, message", [
+    ("backup.yml", {}, "missing required arguments: backup_engine, backup_service, backup_store"),
+    ("backup.yml", {"backup_service": "app", "backup_engine": "sqlite", "backup_store": {"type": "local", "path": "/tmp"}},
+     "an absolute backup_path to the SQLite file for engine sqlite"),
+    ("backup.yml", {"backup_service": "app", "backup_engine": "postgresql", "backup_database": "app",
+                    "backup_store": {"type": "s3"}}, "backup_store needs type 'local' with an absolute path, or type 's3' with a bucket"),
+    ("verify_backups.yml", {"backup_verify_service": "app", "backup_verify_engine": "postgresql",
+                            "backup_verify_store": {"type": "local", "path": "/tmp"}}, "and backup_verify_database"),
+    ("restore.yml", {"restore_service": "app", "restore_engine": "sqlite", "restore_path": "/tmp/app.db",
+                     "restore_store": {"type": "local", "path": "/tmp"}, "restore_writer": "command"},
+     "restore_writer 'command' needs restore_stop_command and restore_start_command"),
+    ("restore.yml", {"restore_service": "app", "restore_engine": "sqlite", "restore_path": "/tmp/app.db",
+                     "restore_store": {"type": "local", "path": "/tmp"}, "restore_writer": "systemd"},
+     "value of restore_writer must be one of: none, command, compose, got: systemd"),
+])
+def test_preflight_rejects_bad_variables(playbook, playbook_name, host_vars, message):
+    run = playbook(playbook_name, host_vars)
+    assert_failed(run, message)
+    assert "Traceback" not in run.output
