@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""`make demo`: scripts/demo.sh end to end, with the environment the Makefile gives it (in a temporary
+DEMO_DIR on a free port, so a developer's .demo/ is left alone)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+
+from harness import REPO, VENV_BIN
+from sample_service_fixture import free_port
+
+DEMO = os.path.join(REPO, "scripts", "demo.sh")
+STEPS = ("service", "seed", "backup", "list", "verify", "break", "check", "restore", "healthy")
+
+
+def run_demo(tmp_path, port):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update({
+        "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+        "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO, ".build", "collections"),
+        "ANSIBLE_CONFIG": os.path.join(REPO, "tests", "ansible.cfg"),
+        "DEMO_PORT": str(port),
+        "DEMO_DIR": str(tmp_path / "demo"),
+    })
+    return subprocess.run([DEMO], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def port_open(port):
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_demo_backs_up_breaks_and_restores(tmp_path):
+    port = free_port()
+    proc = run_demo(tmp_path, port)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "✗" not in out + proc.stderr
+    for step in STEPS:
+        assert re.search(r"^✓ %s\b" % step, out, re.M), "step %s missing:\n%s" % (step, out)
+    backup_id = re.search(r"^✓ backup .*: (sqlite-app-\d{8}T\d{6}Z-[0-9a-f]+) \(", out, re.M).group(1)
+    assert "latest %s" % backup_id in out
+    assert re.search(r"^✓ verify .*checksum ok, 3/3 tables match the manifest", out, re.M)
+    assert re.search(r"^✓ break .*the API now lists 0 items", out, re.M)
+    assert re.search(r"^✓ restore .*restored %s, started, /readyz ok" % backup_id, out, re.M)
+    assert re.search(r"^✓ healthy .*: 25 items \(was 25 before the DELETE\), secrets decrypt", out, re.M)
+    assert len(out.strip().splitlines()) <= 14, "the demo should print a few readable lines:\n" + out
+
+    demo = tmp_path / "demo"
+    env_file = demo / "app.env"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert "API_TOKEN=" in env_file.read_text()
+    token = [line.split("=", 1)[1] for line in env_file.read_text().splitlines() if line.startswith("API_TOKEN=")][0]
+    assert token not in out + proc.stderr
+    for log in ("1-backup", "2-list", "3-verify", "4-restore-check", "5-restore"):
+        assert (demo / "logs" / ("%s.log" % log)).stat().st_size > 0
+        assert token not in (demo / "logs" / ("%s.log" % log)).read_text()
+    assert (demo / "reports" / ("localhost-app-%s.json" % backup_id)).exists()
+    # The service is left stopped.
+    assert not port_open(port)
+    assert not (demo / "data" / "app.pid").exists()
+
+
+def test_demo_fails_clearly_when_the_port_is_busy(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = run_demo(tmp_path, port)
+    assert proc.returncode != 0
+    assert "✗ service" in proc.stderr
+    assert "port %d on 127.0.0.1 is already in use" % port in proc.stderr
