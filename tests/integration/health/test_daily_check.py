@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/daily_check.yml (HP6, seed 001's morning checklist) through ansible-playbook, against the sample
+service, the test PostgreSQL and Redis servers, and a local backup store."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+import uuid
+
+import pytest
+import redis
+
+from harness import run_module, run_playbook
+
+from health_testlib import DAILY_PLAYBOOK, age_backup, fact, health_vars, stats_of, write_inventory
+from sample_service_fixture import free_port
+
+RESULT_TASK = "Work out the overall state of the daily check"
+STATS_TASK = "Publish the daily check summary for AWX"
+FAIL_TASK = "Fail on a critical finding"
+
+
+@pytest.fixture()
+def queues(redis_url):
+    """queues(name=count, ...) -> {name: key}: fresh Redis lists with that many items, deleted after."""
+    client = redis.Redis.from_url(redis_url)
+    created = []
+
+    def make(**counts):
+        keys = {}
+        for name, count in counts.items():
+            key = "rbops-test-%s-%s" % (name, uuid.uuid4().hex[:8])
+            if count:
+                client.lpush(key, *range(count))
+            created.append(key)
+            keys[name] = key
+        return keys
+
+    yield make
+    if created:
+        client.delete(*created)
+
+
+def backup_store(tmp_path, svc, hours_old):
+    """A local store holding one real backup of the service's SQLite database, ``hours_old`` hours old."""
+    store = str(tmp_path / "store")
+    run = run_module(tmp_path, "runbook.ops.db_backup", {"service": "app", "engine": "sqlite", "path": svc.db_path,
+                                                          "store": {"type": "local", "path": store}})
+    assert not run.failed, run.output
+    age_backup(store, "app", hours_old)
+    return {"type": "local", "path": store}
+
+
+def daily_vars(svc, report_dir, **overrides):
+    values = health_vars(svc)
+    values.update({
+        "daily_check_log_dirs": [svc.base_dir],
+        "daily_check_report_dir": str(report_dir),
+        "daily_check_backup_service": "app",
+        "daily_check_cpu_warn_percent": 100,  # other test processes may keep the CPUs busy
+        "daily_check_cpu_crit_percent": 100,
+    })
+    values.update(overrides)
+    return values
+
+
+def run_daily(tmp_path, host_vars, **kwargs):
+    return run_playbook(tmp_path, DAILY_PLAYBOOK, inventory=write_inventory(tmp_path, host_vars),
+                        env={"ANSIBLE_SHOW_CUSTOM_STATS": "true"}, **kwargs)
+
+
+def by_check(result):
+    return {finding["check"]: finding for finding in result["findings"]}
+
+
+def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues, pg_conn_params):
+    svc = sample_service()
+    keys = queues(small=5, busy=150)
+    with open(svc.log_file, "a", encoding="utf-8") as handle:
+        stale = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        handle.write("%s ERROR app: stale failure outside the window\n" % stale)
+        handle.write("%s ERROR app: job failed error=disk quota\n" % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    report_dir = tmp_path / "reports"
+    host_vars = daily_vars(
+        svc, report_dir,
+        daily_check_redis_queues=[keys["small"], keys["busy"]],
+        daily_check_backup_store=backup_store(tmp_path, svc, hours_old=2),
+        daily_check_postgres_enabled=True,
+        daily_check_postgres_host=pg_conn_params["login_host"],
+        daily_check_postgres_port=pg_conn_params["login_port"],
+        daily_check_postgres_user=pg_conn_params["login_user"],
+        daily_check_postgres_password=pg_conn_params["login_password"],
+    )
+    run = run_daily(tmp_path, host_vars, verbosity=3)
+    assert run.rc == 0, run.output[-5000:]
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    checks = by_check(result)
+    assert result["state"] == "warning", result["problems"]
+
+    assert checks["liveness"]["state"] == "ok" and checks["liveness"]["section"] == "service"
+    assert checks["readiness"]["section"] == "database" and checks["readiness"]["state"] == "ok"
+    assert checks["log files"]["state"] == "warning" and checks["log files"]["value"] == 1, checks["log files"]
+    assert any("disk quota" in line for line in checks["log files"]["samples"])
+    assert checks["queue " + keys["small"]]["state"] == "ok" and checks["queue " + keys["small"]]["value"] == 5
+    busy = checks["queue " + keys["busy"]]
+    assert busy["state"] == "warning" and busy["value"] == 150, busy
+    assert checks["postgresql"]["state"] == "ok" and "accepts connections" in checks["postgresql"]["detail"]
+    assert checks["postgresql connections"]["state"] == "ok"
+    backup = checks["last backup"]
+    assert backup["state"] == "warning" and 7000 < backup["value"] < 7500, backup
+    assert checks["disk /"]["section"] == "disk"
+    assert checks["memory"]["state"] in ("ok", "warning", "critical") and 0 < checks["memory"]["value"] < 100
+
+    # Reports: private files in a private directory, with the findings.
+    markdown, json_path = result["report_files"]["markdown"], result["report_files"]["json"]
+    assert stat.S_IMODE(os.stat(report_dir).st_mode) == 0o700
+    for path in (markdown, json_path):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    text = open(markdown, encoding="utf-8").read()
+    assert "**WARNING**" in text and "## 3. Queue length" in text and keys["busy"] in text
+    assert "150 items (warning over 100, critical over 1000)" in text
+    assert "job failed error=disk quota" in text and "stale failure" not in text
+    report = json.load(open(json_path, encoding="utf-8"))
+    assert report["state"] == "warning" and len(report["findings"]) == len(result["findings"])
+    assert report["thresholds"]["queue_length"] == {"warning": 100, "critical": 1000}
+
+    stats = stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]
+    assert stats["state"] == "warning" and stats["report"]["markdown"] == markdown
+    assert "runbook_daily_check" in run.output.split("CUSTOM STATS")[-1]
+    assert run.task(FAIL_TASK)["status"] == "skipped"
+    # Secrets never reach the -vvv output.
+    assert svc.token not in run.output
+    assert pg_conn_params["login_password"] not in run.output
+    assert not [name for name in os.listdir("/tmp") if name.startswith("rbops-daily-pgpass-")]
+
+
+def test_critical_findings_fail_after_the_report(tmp_path, sample_service, queues):
+    svc = sample_service()
+    keys = queues(flood=1500)
+    report_dir = tmp_path / "reports"
+    run = run_daily(tmp_path, daily_vars(svc, report_dir, daily_check_redis_queues=[keys["flood"]],
+                                         daily_check_backup_store=backup_store(tmp_path, svc, hours_old=30),
+                                         daily_check_disk_paths=["/"], daily_check_disk_warn_percent=0.01,
+                                         daily_check_disk_crit_percent=0.02))
+    assert run.rc != 0
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    checks = by_check(result)
+    assert result["state"] == "critical"
+    assert checks["queue " + keys["flood"]]["state"] == "critical"
+    assert checks["last backup"]["state"] == "critical" and "is 1d6h" in checks["last backup"]["detail"]
+    assert checks["disk /"]["state"] == "critical"
+    failure = run.task(FAIL_TASK)
+    assert failure["status"] == "failed"
+    message = failure["result"]["msg"]
+    assert keys["flood"] in message and "last backup critical" in message and result["report_files"]["markdown"] in message
+    # The report was written before the play failed, and the stats were published.
+    assert "**CRITICAL**" in open(result["report_files"]["markdown"], encoding="utf-8").read()
+    assert stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]["state"] == "critical"
+
+
+def test_check_mode_reports_without_writing_and_fail_on_critical_off(tmp_path, sample_service, queues):
+    svc = sample_service(env={"FAIL_READY": "1"})
+    keys = queues(empty=0)
+    report_dir = tmp_path / "reports"
+    empty_store = tmp_path / "empty-store"
+    empty_store.mkdir()
+    run = run_daily(tmp_path, daily_vars(svc, report_dir, daily_check_redis_queues=[keys["empty"]],
+                                         daily_check_backup_store={"type": "local", "path": str(empty_store)},
+                                         daily_check_fail_on_critical=False), check=True)
+    assert run.rc == 0, run.output[-5000:]
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    checks = by_check(result)
+    assert result["state"] == "critical" and result["check_mode"] is True
+    assert checks["readiness"]["state"] == "critical" and "503" in checks["readiness"]["detail"]
+    assert checks["last backup"]["state"] == "critical" and "no complete" in checks["last backup"]["detail"]
+    assert checks["queue " + keys["empty"]]["value"] == 0
+    assert not report_dir.exists()
+    assert stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]["state"] == "critical"
+    assert run.task(FAIL_TASK)["status"] == "skipped"
+
+
+@pytest.fixture()
+def redis_with_password(tmp_path):
+    """A private redis-server on a free loopback port with requirepass -> (port, password)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: run `make services`")
+    port, password = free_port(), "redis-pw-" + uuid.uuid4().hex
+    conf = tmp_path / "redis.conf"
+    conf.write_text("bind 127.0.0.1\nport %d\nsave \"\"\nappendonly no\nrequirepass %s\n" % (port, password))
+    conf.chmod(0o600)
+    proc = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    client.lpush('jobs "quoted" \\ key', *range(7))
+    yield port, password
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_redis_password_goes_through_stdin_only(tmp_path, redis_with_password):
+    port, password = redis_with_password
+    minimal = {"health_check_liveness_path": "", "health_check_readiness_path": "", "health_check_metrics_path": "",
+               "daily_check_disk_paths": [], "daily_check_resources_enabled": False,
+               "daily_check_report_dir": str(tmp_path / "reports"),
+               "daily_check_redis_port": port,
+               "daily_check_redis_queues": [{"key": 'jobs "quoted" \\ key', "warn": 5, "crit": 50}]}
+    run = run_daily(tmp_path, dict(minimal, daily_check_redis_password=password), verbosity=3)
+    assert run.rc == 0, run.output[-5000:]
+    finding = fact(run, RESULT_TASK, "daily_check_result")["findings"][0]
+    assert finding["state"] == "warning" and finding["value"] == 7, finding
+    assert password not in run.output
+
+    wrong = "wrong-" + uuid.uuid4().hex
+    run = run_daily(tmp_path, dict(minimal, daily_check_redis_password=wrong), verbosity=3)
+    assert run.rc != 0
+    finding = fact(run, RESULT_TASK, "daily_check_result")["findings"][0]
+    assert finding["state"] == "critical" and "authentication failed" in finding["detail"], finding
+    assert wrong not in run.output
