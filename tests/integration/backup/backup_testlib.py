@@ -34,6 +34,18 @@ def random_secret(length=24):
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+SECRET_VARS = {}
+
+
+def secret_var(value):
+    """A playbook expression for a secret, as real playbooks pass them (vault variables): ansible-core
+    2.19 prints the playbook lines around a failed task, which would show a literal value.
+    run_tasks() passes every registered secret as an extra var."""
+    name = "rbops_secret_%s" % hashlib.sha256(value.encode()).hexdigest()[:12]
+    SECRET_VARS[name] = value
+    return "{{ %s }}" % name
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -147,7 +159,7 @@ def pg_database_names(conn, prefix):
 
 
 def pg_params(conn_params, database, **extra):
-    params = dict(conn_params)
+    params = dict(conn_params, login_password=secret_var(conn_params["login_password"]))
     params.update({"engine": "postgresql", "database": database})
     params.update(extra)
     return params
@@ -255,7 +267,7 @@ class S3StoreView:
         self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                                    aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=self.secret_key)
         self.params = {"type": "s3", "bucket": bucket, "prefix": prefix, "endpoint_url": endpoint,
-                       "access_key": S3_ACCESS_KEY, "secret_key": self.secret_key}
+                       "access_key": S3_ACCESS_KEY, "secret_key": secret_var(self.secret_key)}
 
     def _full(self, key):
         return "%s/%s" % (self.prefix, key) if self.prefix else key

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from backup_testlib import BIG_ROWS, LocalStoreView, S3StoreView, make_pg_sample
+from backup_testlib import BIG_ROWS, SECRET_VARS, LocalStoreView, S3StoreView, make_pg_sample
 from harness import run_playbook
 from sample_service_fixture import *  # noqa: F401,F403  pylint: disable=wildcard-import,unused-wildcard-import
 
@@ -17,9 +17,9 @@ from sample_service_fixture import *  # noqa: F401,F403  pylint: disable=wildcar
 @pytest.fixture()
 def run_tasks(tmp_path):
     """run_tasks([task(...), ...], verbosity=0, env=None) -> PlaybookRun of one play on localhost."""
-    def run(tasks, **kwargs):
+    def run(tasks, extra_vars=None, **kwargs):
         play = {"hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}
-        return run_playbook(tmp_path, [play], **kwargs)
+        return run_playbook(tmp_path, [play], extra_vars=dict(SECRET_VARS, **(extra_vars or {})), **kwargs)
     return run
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import time
 
-from backup_testlib import (BIG_ROWS, failed, in_background, ok, pg_database_names, pg_params, random_secret, task)
+from backup_testlib import (BIG_ROWS, SECRET_VARS, failed, in_background, ok, pg_database_names, pg_params,
+                            random_secret, secret_var, task)
 from harness import run_playbook
 
 COPY_BACKEND_SQL = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'runbook.ops' AND datname = %s "
@@ -109,7 +110,7 @@ def test_secrets_never_in_verbose_output(pg_sample, pg_conn_params, pg_target, s
         task("verify", "backup_verify", common),
         task("restore", "db_restore", dict(common, database=pg_target(), source_database=database,
                                            create_database=True)),
-        task("wrong password", "db_backup", dict(common, login_password=wrong)),
+        task("wrong password", "db_backup", dict(common, login_password=secret_var(wrong))),
     ], verbosity=3)
     assert ok(run, "backup")["backup"]["row_counts"] == expected
     assert ok(run, "verify")["report"]["passed"]
@@ -127,7 +128,7 @@ def test_two_backups_at_once_into_one_store(store, pg_sample, pg_conn_params, pg
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task("backup", "db_backup", params)]}]
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-    runs = [in_background(run_playbook, tmp_path / name, play) for name in ("a", "b")]
+    runs = [in_background(run_playbook, tmp_path / name, play, extra_vars=dict(SECRET_VARS)) for name in ("a", "b")]
     backups = [ok(future.result(timeout=300), "backup")["backup"] for future in runs]
     ids = {backup["id"] for backup in backups}
     assert len(ids) == 2, "two concurrent backups got the same id"
