@@ -241,13 +241,14 @@ def restore_sqlite_file(store, spec, target, backup_id=None, force=False, keep_p
             sqlite.wait_for_release(lock_path, stop_timeout)
         with sqlite.WriterLock(lock_path):
             result["previous"] = sqlite.replace_database(unpacked, target, previous)
+            # Counted before the service starts writing again: what was restored, not what it did since.
+            result["row_counts"] = sqlite.row_counts(target)
     finally:
         if os.path.exists(unpacked):
             os.unlink(unpacked)
         if start_command:
             _run_command(start_command, "start_command")
     result["duration_seconds"] = round(time.monotonic() - clock, 3)
-    result["row_counts"] = sqlite.row_counts(target)
     return result
 
 
