@@ -100,7 +100,7 @@ def run_playbook(path, inventory, times_file):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog="bench/run.py probe", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/run.py probe", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--targets", type=int, default=100)
     parser.add_argument("--delay", type=float, default=0.2, help="seconds the server waits before answering")
     parser.add_argument("--runs", type=int, default=3)

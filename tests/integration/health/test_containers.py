@@ -49,7 +49,7 @@ def test_healthy_and_unhealthy_compose_services(tmp_path, compose_project):
     project = compose_project({
         "web": {"command": ["/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:%d" % port, "-h", "/"],
                 "healthcheck": dict(healthcheck, test=["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null",
-                                                      "http://127.0.0.1:%d/bin/busybox" % port])},
+                                                       "http://127.0.0.1:%d/bin/busybox" % port])},
         "worker": {"command": ["/bin/busybox", "sleep", "600"],
                    "healthcheck": dict(healthcheck, test=["CMD", "/bin/busybox", "sh", "-c", "echo queue stuck; exit 1"])},
         "plain": {"command": ["/bin/busybox", "sleep", "600"]},

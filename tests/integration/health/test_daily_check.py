@@ -52,8 +52,8 @@ def queues(redis_url):
 def backup_store(tmp_path, svc, hours_old):
     """A local store holding one real backup of the service's SQLite database, ``hours_old`` hours old."""
     store = str(tmp_path / "store")
-    run = run_module(tmp_path, "runbook.ops.db_backup", {"service": "app", "engine": "sqlite", "path": svc.db_path,
-                                                          "store": {"type": "local", "path": store}})
+    params = {"service": "app", "engine": "sqlite", "path": svc.db_path, "store": {"type": "local", "path": store}}
+    run = run_module(tmp_path, "runbook.ops.db_backup", params)
     assert not run.failed, run.output
     age_backup(store, "app", hours_old)
     return {"type": "local", "path": store}
