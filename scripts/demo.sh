@@ -42,7 +42,11 @@ fail() {  # fail STEP MESSAGE [LOG]
     exit 1
 }
 
-stop_service() { [ -f "$env_file" ] && "$ctl" stop "$env_file" >>"$logs/service.log" 2>&1 || true; }
+stop_service() {
+    if [ -f "$env_file" ]; then
+        "$ctl" stop "$env_file" >>"$logs/service.log" 2>&1 || true
+    fi
+}
 
 api() {  # api METHOD PATH [JSON]: prints the JSON answer of the service
     "$python" - "$port" "$env_file" "$@" <<'EOF'
@@ -92,7 +96,9 @@ for unit in ("B", "KiB", "MiB", "GiB"):
 echo "runbook.ops demo: the sample service on SQLite, real playbooks against inventories/local"
 
 # --- a fresh .demo/ ------------------------------------------------------------------------------
-stop_service 2>/dev/null || true
+if [ -f "$env_file" ]; then  # a previous demo's service may still run
+    "$ctl" stop "$env_file" >/dev/null 2>&1 || true
+fi
 rm -rf "$demo"
 mkdir -p "$logs"
 chmod 700 "$demo"
