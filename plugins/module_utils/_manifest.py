@@ -46,7 +46,7 @@ def parse_iso(text):
 
 
 def check_service(service):
-    if not service or not _SERVICE_RE.match(service):
+    if not service or not _SERVICE_RE.fullmatch(service):
         raise ParameterError("service must be 1-128 letters, digits, '.', '_' or '-' (starting with a letter or "
                              "digit), got %r" % (service,))
     return service
@@ -65,12 +65,15 @@ def new_backup_id(engine, database, now=None):
 
 def parse_backup_id(backup_id):
     """(engine, label, stamp datetime) of a backup id; ParameterError if it is not one."""
-    match = _ID_RE.match(backup_id or "")
-    if not match:
+    match = _ID_RE.fullmatch(backup_id or "")  # fullmatch: '$' alone would accept a trailing newline
+    try:
+        stamp = datetime.datetime.strptime(match.group("stamp"), STAMP_FORMAT) if match else None
+    except ValueError:  # 20261399T..., not a date
+        stamp = None
+    if stamp is None:
         raise ParameterError("malformed backup id %r: expected <engine>-<database>-<YYYYmmddTHHMMSSZ>-<6 hex>, "
                              "for example postgresql-app-20261123T091500Z-3fa9c1" % (backup_id,))
-    stamp = datetime.datetime.strptime(match.group("stamp"), STAMP_FORMAT).replace(tzinfo=datetime.timezone.utc)
-    return match.group("engine"), match.group("label"), stamp
+    return match.group("engine"), match.group("label"), stamp.replace(tzinfo=datetime.timezone.utc)
 
 
 def object_name(backup_id, dump_format, extension):
