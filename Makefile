@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test system venv collection services unit integration sanity lint bench clean
+.PHONY: demo test system venv collection services unit integration molecule sanity lint bench clean
 
 venv: $(VENV)/.dev
 collection: $(COLLECTIONS)/ansible_collections/runbook/ops
@@ -45,6 +45,9 @@ unit: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
 integration: services $(COLLECTIONS)/ansible_collections/runbook/ops
 	source .build/services/env.sh && $(BIN)/pytest tests/integration
 
+molecule: services $(COLLECTIONS)/ansible_collections/runbook/ops
+	$(BIN)/molecule test
+
 sanity: $(VENV)/.dev
 	scripts/sanity.sh
 
@@ -54,6 +57,7 @@ lint: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
 test: system $(VENV)/.dev
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) molecule
 	$(MAKE) sanity
 	$(MAKE) lint
 
