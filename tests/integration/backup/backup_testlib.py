@@ -152,6 +152,12 @@ def pg_checksum(conn):
     return found
 
 
+def scratch_databases(conn, database):
+    """Scratch databases backup_verify made for ``database`` that still exist (other runs on this
+    server may verify other databases at the same time)."""
+    return pg_database_names(conn, "rbops_verify_%s_" % database[:30].lower())
+
+
 def pg_database_names(conn, prefix):
     with conn.cursor() as cur:
         cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix.replace("_", "\\_") + "%",))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from backup_testlib import (failed, make_sqlite_sample, manifest_of, ok, pg_checksum, pg_database_names, pg_params,
+from backup_testlib import (failed, make_sqlite_sample, manifest_of, ok, pg_checksum, pg_params, scratch_databases,
                             sqlite_checksum, task)
 
 
@@ -80,7 +80,7 @@ def test_damaged_objects_are_refused(store, pg_sample, pg_conn_params, pg_connec
         assert pg_checksum(target_conn) == target_before, "a refused restore changed the target"
         assert sqlite_checksum(lite_target) == lite_before
         assert leftovers(str(data_dir)) == []
-        assert pg_database_names(admin, "rbops_verify_") == [], "scratch database left behind"
+        assert scratch_databases(admin, database) == [], "scratch database left behind"
         assert len(store.keys()) == 4
 
 
@@ -195,6 +195,6 @@ def test_failed_verifications(store, pg_sample, pg_conn_params, pg_connect, tmp_
     pg_report = run.task("pg counts")["result"]["report"]
     assert pg_report["checksum"] == "ok" and pg_report["scratch_dropped"] is True
     assert [t["table"] for t in pg_report["tables"] if not t["ok"]] == ["public.orders"]
-    assert pg_database_names(pg_connect("postgres"), "rbops_verify_") == []
+    assert scratch_databases(pg_connect("postgres"), database) == []
     lite_report = run.task("sqlite counts")["result"]["report"]
     assert lite_report["scratch_dropped"] and not os.path.exists(lite_report["scratch_database"])

@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from backup_testlib import (make_sqlite_sample, manifest_of, ok, pg_checksum, pg_counts, pg_database_names, pg_params,
-                      sqlite_checksum, task)
+                            scratch_databases, sqlite_checksum, task)
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -84,7 +84,7 @@ def test_postgresql_round_trip(store, pg_sample, pg_conn_params, pg_connect, pg_
         assert report["passed"] and report["checksum"] == "ok" and report["scratch_dropped"], report
         assert {t["table"]: t["actual"] for t in report["tables"]} == expected
     assert [a["ok"] for a in ok(run, "verify")["report"]["assertions"]] == [True, True]
-    assert pg_database_names(pg_connect("postgres"), "rbops_verify_") == []
+    assert scratch_databases(pg_connect("postgres"), database) == []
 
     would = ok(run, "restore (check)")
     assert would["backup"]["id"] == backup["id"] and would["created_database"] is True
@@ -211,4 +211,4 @@ def test_directory_format_parallel(store, pg_sample, pg_conn_params, pg_target, 
     assert report["passed"] and report["scratch_dropped"]
     assert ok(run, "restore")["row_counts"] == expected
     assert pg_checksum(pg_connect(target)) == pg_checksum(conn)
-    assert pg_database_names(pg_connect("postgres"), "rbops_verify_") == []
+    assert scratch_databases(pg_connect("postgres"), database) == []

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import time
 
-from backup_testlib import (BIG_ROWS, SECRET_VARS, failed, in_background, ok, pg_database_names, pg_params,
-                            random_secret, secret_var, task)
+from backup_testlib import (BIG_ROWS, SECRET_VARS, failed, in_background, ok, pg_params, random_secret,
+                            scratch_databases, secret_var, task)
 from harness import run_playbook
 
 COPY_BACKEND_SQL = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'runbook.ops' AND datname = %s "
@@ -138,4 +138,4 @@ def test_two_backups_at_once_into_one_store(store, pg_sample, pg_conn_params, pg
     for backup_id in ids:
         report = ok(run, "verify " + backup_id)["report"]
         assert report["passed"] and {t["table"]: t["actual"] for t in report["tables"]} == expected
-    assert pg_database_names(pg_connect("postgres"), "rbops_verify_") == []
+    assert scratch_databases(pg_connect("postgres"), database) == []
