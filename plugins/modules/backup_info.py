@@ -15,7 +15,7 @@ description:
     complete one.
   - With O(max_age), fails (or warns, see O(max_age_action)) when the latest complete backup is older than
     the RPO, or when there is none.
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.store
 options:
@@ -24,9 +24,9 @@ options:
     type: str
     required: true
   engine:
-    description: Only backups of this engine.
+    description: Only backups of this engine (V(volume) for the tarballs of M(runbook.ops.volume_backup)).
     type: str
-    choices: [postgresql, sqlite]
+    choices: [postgresql, sqlite, volume]
   database:
     description: Only backups of this database (PostgreSQL name, or SQLite name such as C(app) for C(app.db)).
     type: str

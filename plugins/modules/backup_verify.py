@@ -19,7 +19,7 @@ description:
   - The scratch database or file is always removed, also when a check or the restore fails.
   - Any failed check fails the task with a message naming the table or check; the full report is returned
     either way.
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.backup_source
   - runbook.ops.postgres

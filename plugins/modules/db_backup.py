@@ -22,7 +22,7 @@ description:
     object. A dump that fails half-way leaves neither; the module fails and no new backup appears.
   - Retention (O(keep_last), O(keep_days)) then deletes older complete backups of the same service and
     database. Incomplete backups are never deleted, as they may be a backup another run is still writing.
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.backup_source
   - runbook.ops.postgres

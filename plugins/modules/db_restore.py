@@ -22,7 +22,7 @@ description:
   - Refuses a SQLite restore while another process holds the service's single-writer lock, unless
     O(stop_command) says how to stop it; the lock is held during the swap so the service cannot start midway.
   - After the restore, every table's row count is compared with the manifest.
-author: runbook.ops contributors
+author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.backup_source
   - runbook.ops.postgres
