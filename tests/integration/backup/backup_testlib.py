@@ -31,7 +31,7 @@ def random_secret(length=24):
     """Secrets of >= 16 random letters and digits: Ansible masks every occurrence of a no_log value,
     so a short one would mangle unrelated output and hide real leaks."""
     alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    return "".join(secrets.choice(alphabet) for _position in range(length))
 
 
 SECRET_VARS = {}

@@ -57,8 +57,7 @@ def service_pid(svc):
         return int(handle.read().strip())
 
 
-def test_sqlite_backup_while_the_service_writes_and_restore_around_it(sample_service, local_store, tmp_path,
-                                                                       run_tasks):
+def test_sqlite_backup_while_the_service_writes_and_restore_around_it(sample_service, local_store, tmp_path, run_tasks):
     svc = sample_service(start=False)
     run_ctl("start", svc)  # through ctl.sh, so that the restore can stop and start it the same way
     try:
