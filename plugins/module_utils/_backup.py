@@ -52,9 +52,10 @@ class BackupSpec:
             if path and not os.path.isabs(path):
                 raise ParameterError("path must be absolute, got %r" % path)
             self.database = database or os.path.basename(path).split(".", 1)[0]
-            if dump_format not in (None, "sqlite"):
-                raise ParameterError("format does not apply to engine sqlite")
-            self.dump_format = "sqlite"
+            own_format = "tar" if engine == "volume" else "sqlite"
+            if dump_format not in (None, own_format):
+                raise ParameterError("format does not apply to engine %s" % engine)
+            self.dump_format = own_format
         if jobs < 1 or (jobs > 1 and self.dump_format != "directory"):
             raise ParameterError("jobs > 1 needs format: directory (pg_dump and pg_restore only run a custom-format "
                                  "stream with one job)")
@@ -120,21 +121,35 @@ def plan_backup(store, spec):
         spec.server.tool("pg_dump")
     elif not os.access(spec.path, os.R_OK):
         raise BackupError("SQLite database %s does not exist or is not readable" % spec.path)
-    backup_id = manifests.new_backup_id(spec.engine, spec.database)
-    key = spec.folder + manifests.object_name(backup_id, spec.dump_format, EXTENSIONS[spec.compression])
+    backup_id, key = new_object(spec)
     return {"id": backup_id, "object": key, "location": store.location(key)}
+
+
+def new_object(spec, now=None):
+    """A new backup id and the store key of its data object."""
+    backup_id = manifests.new_backup_id(spec.engine, spec.database, now)
+    return backup_id, spec.folder + manifests.object_name(backup_id, spec.dump_format, EXTENSIONS[spec.compression])
 
 
 def take_backup(store, spec):
     """Dump, store and describe one backup; returns its manifest."""
     started = manifests.utcnow()
     clock = time.monotonic()
-    backup_id = manifests.new_backup_id(spec.engine, spec.database, started)
-    key = spec.folder + manifests.object_name(backup_id, spec.dump_format, EXTENSIONS[spec.compression])
+    backup_id, key = new_object(spec, started)
     if spec.engine == "postgresql":
         stored = _dump_postgres(store, spec, key)
     else:
         stored = _dump_sqlite(store, spec, key)
+    return write_manifest(store, spec, backup_id, key, stored, started, clock, "runbook.ops.db_backup")
+
+
+def write_manifest(store, spec, backup_id, key, stored, started, clock, created_by, extra=None):
+    """Describe a stored data object in its manifest, written last; returns the manifest.
+
+    ``stored`` holds what the dump measured (size, sha256, raw_size, row_counts, versions);
+    ``extra`` adds engine-specific fields.  If the manifest cannot be written, the data object
+    is deleted: an object without a manifest is an incomplete backup.
+    """
     finished = manifests.utcnow()
     manifest = {
         "format": manifests.MANIFEST_FORMAT,
@@ -158,22 +173,34 @@ def take_backup(store, spec):
         "row_counts": stored["row_counts"],
         "tables": len(stored["row_counts"]),
         "host": socket.gethostname(),
-        "created_by": "runbook.ops.db_backup %s" % COLLECTION_VERSION,
+        "created_by": "%s %s" % (created_by, COLLECTION_VERSION),
     }
+    manifest.update(extra or {})
     manifest_key = key + manifests.MANIFEST_SUFFIX
     try:
         store.put_bytes(manifest_key, manifests.dump_manifest(manifest))
     except BaseException:
-        _delete_quietly(store, key)  # an object without a manifest is incomplete: do not leave it
+        delete_quietly(store, key)
         raise
     manifest["manifest"] = manifest_key
     return manifest
 
 
-def _stream_to_store(store, key, reader, compression, level):
+def stream_to_store(store, key, reader, compression, level):
+    """reader -> compression -> sha256 -> store; returns (stored size, sha256)."""
     hasher = HashingReader(compressing_reader(reader, compression, level))
     size = store.put_stream(key, hasher)
     return size, hasher.sha256
+
+
+def stream_process_to_store(store, key, process, spec, reader=None):
+    """Stream a ProcessOutput (or ``reader``, a reader over it such as a counter) into the
+    store; the process is killed when anything fails."""
+    try:
+        return stream_to_store(store, key, reader or process, spec.compression, spec.compression_level)
+    except BaseException:
+        process.kill()
+        raise
 
 
 def _dump_postgres(store, spec, key):
@@ -189,11 +216,7 @@ def _dump_postgres(store, spec, key):
                 dump = ProcessOutput(postgres.dump_argv(server, spec.database, snapshot.snapshot_id, "custom",
                                                         extra_args=spec.extra_args),
                                      env, BackupError, "pg_dump of %s" % server.describe(spec.database))
-                try:
-                    size, sha256 = _stream_to_store(store, key, dump, spec.compression, spec.compression_level)
-                except BaseException:
-                    dump.kill()
-                    raise
+                size, sha256 = stream_process_to_store(store, key, dump, spec)
                 raw_size = dump.size
             row_counts = counts.result()
     return {"size": size, "sha256": sha256, "raw_size": raw_size, "row_counts": row_counts,
@@ -213,11 +236,7 @@ def _dump_postgres_directory(store, spec, key, env, snapshot_id):
                 raise BackupError("pg_dump of %s failed (exit %s): %s"
                                   % (spec.server.describe(spec.database), code, stderr_tail(errors)))
         tar = ProcessOutput(["tar", "-C", target, "-cf", "-", "."], None, BackupError, "tar of the dump directory")
-        try:
-            size, sha256 = _stream_to_store(store, key, tar, spec.compression, spec.compression_level)
-        except BaseException:
-            tar.kill()
-            raise
+        size, sha256 = stream_process_to_store(store, key, tar, spec)
         return size, sha256, tar.size
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -235,7 +254,7 @@ def _dump_sqlite(store, spec, key):
                               "no backup was stored" % (spec.path, "; ".join(problems[:5])))
         row_counts = sqlite.row_counts(copy)
         with open(copy, "rb") as handle:
-            size, sha256 = _stream_to_store(store, key, handle, spec.compression, spec.compression_level)
+            size, sha256 = stream_to_store(store, key, handle, spec.compression, spec.compression_level)
         raw_size = os.path.getsize(copy)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -261,7 +280,7 @@ def delete_backups(store, entries):
     return deleted
 
 
-def _delete_quietly(store, key):
+def delete_quietly(store, key):
     try:
         store.delete(key)
     except StoreError:

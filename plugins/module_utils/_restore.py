@@ -78,7 +78,7 @@ def _feed(store, manifest, write, holdback):
         verified._source.close()  # pylint: disable=protected-access
 
 
-def _pipe_into(argv, env, store, manifest, holdback, what):
+def pipe_into(argv, env, store, manifest, holdback, what):
     """Run ``argv`` and stream the backup into its stdin; RestoreError if it fails."""
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env)
@@ -94,6 +94,15 @@ def _pipe_into(argv, env, store, manifest, holdback, what):
         code = proc.wait()
         if code != 0:
             raise RestoreError("%s failed (exit %s): %s" % (what, code, stderr_tail(errors)))
+
+
+def _checked_plan(store, manifest, result, read_object):
+    """Check mode: with ``read_object``, read the whole backup and check its sha256, so that a
+    corrupt backup is refused before anyone stops a writer for it."""
+    if read_object:
+        check_object(store, manifest)
+    result["checksum"] = "ok" if read_object else "unchecked"
+    return result
 
 
 def _row_mismatches(expected, actual):
@@ -118,7 +127,7 @@ def restore_postgres(store, manifest, server, database, clean=True, single_trans
             try:
                 target = os.path.join(workdir, "dump")
                 os.mkdir(target, 0o700)
-                _pipe_into(["tar", "-C", target, "-xf", "-"], None, store, manifest, 0, "unpacking the backup")
+                pipe_into(["tar", "-C", target, "-xf", "-"], None, store, manifest, 0, "unpacking the backup")
                 argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner, jobs, target)
                 with tempfile.TemporaryFile() as errors:
                     code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors,
@@ -131,11 +140,12 @@ def restore_postgres(store, manifest, server, database, clean=True, single_trans
         if not single_transaction:
             check_object(store, manifest)  # pg_restore commits as it goes: check everything first
         argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner)
-        _pipe_into(argv, env, store, manifest, HOLDBACK_BYTES, "pg_restore into %s" % where)
+        pipe_into(argv, env, store, manifest, HOLDBACK_BYTES, "pg_restore into %s" % where)
 
 
 def restore_postgres_database(store, spec, server, database, backup_id=None, create_database=False, force=False,
-                              clean=True, single_transaction=True, no_owner=False, check_mode=False):
+                              clean=True, single_transaction=True, no_owner=False, check_mode=False,
+                              check_mode_checksum=True):
     """The db_restore flow for PostgreSQL; returns what was (or would be) done."""
     entry, manifest = resolve_backup(store, spec, backup_id)
     if manifest["engine"] != "postgresql":
@@ -153,10 +163,10 @@ def restore_postgres_database(store, spec, server, database, backup_id=None, cre
         raise RestoreError("database %s is not empty (%d tables, views or sequences): refusing to restore over it; "
                            "set force: true to replace its contents with backup %s"
                            % (server.describe(database), relations, entry.backup_id))
-    result = {"backup": _summary(store, manifest), "target": server.describe(database),
+    result = {"backup": summary(store, manifest), "target": server.describe(database),
               "created_database": not exists, "replaced_relations": relations}
     if check_mode:
-        return result
+        return _checked_plan(store, manifest, result, check_mode_checksum)
     if not exists:
         server.create_database(database)
     clock = time.monotonic()
@@ -164,16 +174,18 @@ def restore_postgres_database(store, spec, server, database, backup_id=None, cre
         restore_postgres(store, manifest, server, database, clean=clean and exists,
                          single_transaction=single_transaction, no_owner=no_owner, jobs=spec.jobs,
                          tmp_dir=spec.tmp_dir)
+        result["duration_seconds"] = round(time.monotonic() - clock, 3)
+        result["row_counts"] = server.row_counts(database)
+        mismatches = _row_mismatches(manifest["row_counts"], result["row_counts"])
+        if mismatches:
+            raise RestoreError("backup %s restored into %s but the row counts differ from the manifest: %s%s"
+                               % (entry.backup_id, server.describe(database), "; ".join(mismatches),
+                                  "" if exists else " (the database this restore created was dropped again)"),
+                               **result)
     except BaseException:
         if not exists:
             server.drop_database(database)  # leave nothing half-made behind
         raise
-    result["duration_seconds"] = round(time.monotonic() - clock, 3)
-    result["row_counts"] = server.row_counts(database)
-    mismatches = _row_mismatches(manifest["row_counts"], result["row_counts"])
-    if mismatches:
-        raise RestoreError("backup %s restored into %s but the row counts differ from the manifest: %s"
-                           % (entry.backup_id, server.describe(database), "; ".join(mismatches)), **result)
     return result
 
 
@@ -208,7 +220,8 @@ def unpack_sqlite(store, manifest, directory, check_counts=True):
 
 
 def restore_sqlite_file(store, spec, target, backup_id=None, force=False, keep_previous=True, lock_path=None,
-                        stop_command=None, start_command=None, stop_timeout=30, check_mode=False):
+                        stop_command=None, start_command=None, stop_timeout=30, check_mode=False,
+                        check_mode_checksum=True):
     """The db_restore flow for SQLite; returns what was (or would be) done."""
     entry, manifest = resolve_backup(store, spec, backup_id)
     if manifest["engine"] != "sqlite":
@@ -228,10 +241,10 @@ def restore_sqlite_file(store, spec, target, backup_id=None, force=False, keep_p
                         "does) or give stop_command" % (target, lock_path, holder if holder > 0 else "unknown"))
     stamp = manifests.utcnow().strftime(manifests.STAMP_FORMAT)
     previous = "%s.pre-restore-%s" % (target, stamp) if keep_previous and os.path.exists(target) else None
-    result = {"backup": _summary(store, manifest), "target": target, "previous": previous, "lock_file": lock_path,
+    result = {"backup": summary(store, manifest), "target": target, "previous": previous, "lock_file": lock_path,
               "writer_pid": holder, "writer_stopped": False}
     if check_mode:
-        return result
+        return _checked_plan(store, manifest, result, check_mode_checksum)
     clock = time.monotonic()
     unpacked = unpack_sqlite(store, manifest, directory)
     try:
@@ -379,7 +392,11 @@ def _verify_in_sqlite(store, manifest, spec, assertions, report):
     return actual, answers
 
 
-def _summary(store, manifest):
-    return {"id": manifest["id"], "location": store.location(manifest["object"]), "size": manifest["size"],
-            "sha256": manifest["sha256"], "started": manifest["started"], "engine": manifest["engine"],
-            "database": manifest["database"], "row_counts": manifest["row_counts"]}
+def summary(store, manifest):
+    """What a restore reports about the backup it used."""
+    described = {"id": manifest["id"], "location": store.location(manifest["object"]), "size": manifest["size"],
+                 "sha256": manifest["sha256"], "started": manifest["started"], "engine": manifest["engine"],
+                 "database": manifest["database"], "row_counts": manifest["row_counts"]}
+    if "files" in manifest:
+        described["files"] = manifest["files"]
+    return described

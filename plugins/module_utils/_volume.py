@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import time
@@ -38,7 +37,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _restore as res
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     BackupError, IntegrityError, LockError, ParameterError, RestoreError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    CHUNK_SIZE, EXTENSIONS, ProcessOutput)
+    CHUNK_SIZE, ProcessOutput)
 
 ENGINE = "volume"
 DUMP_FORMAT = "tar"
@@ -106,11 +105,8 @@ class VolumeSource:
 
     def spec(self, service, compression="zstd", compression_level=None, tmp_dir=None):
         """A BackupSpec for the catalog and the stream code of db_backup."""
-        spec = backups.BackupSpec(service, ENGINE, database=self.label, compression=compression,
+        return backups.BackupSpec(service, ENGINE, database=self.label, compression=compression,
                                   compression_level=compression_level, tmp_dir=tmp_dir)
-        # BackupSpec knows the database formats only (it says "sqlite" here); a volume is a tarball.
-        spec.dump_format = DUMP_FORMAT
-        return spec
 
 
 class _DockerUnavailable(Exception):
@@ -295,8 +291,7 @@ def plan_volume_backup(store, source, spec, allow_running=False):
     users = source.running_users(BackupError)
     refuse_running(source, users, "copied", allow_running)
     store.check_access(write=True)
-    backup_id = manifests.new_backup_id(ENGINE, source.label)
-    key = spec.folder + manifests.object_name(backup_id, DUMP_FORMAT, EXTENSIONS[spec.compression])
+    backup_id, key = backups.new_object(spec)
     return {"id": backup_id, "object": key, "location": store.location(key), "directory": directory,
             "running_containers": users or [], "containers_checked": users is not None}
 
@@ -309,54 +304,18 @@ def take_volume_backup(store, source, spec, allow_running=False):
     refuse_running(source, users, "copied", allow_running)
     started = manifests.utcnow()
     clock = time.monotonic()
-    backup_id = manifests.new_backup_id(ENGINE, source.label, started)
-    key = spec.folder + manifests.object_name(backup_id, DUMP_FORMAT, EXTENSIONS[spec.compression])
+    backup_id, key = backups.new_object(spec, started)
     tar = ProcessOutput(["tar", "--numeric-owner", "-C", directory, "-cf", "-", "."], _tar_env(), BackupError,
                         "tar of %s" % directory)
     counter = TarCounter(tar)
-    try:
-        size, sha256 = backups._stream_to_store(store, key, counter, spec.compression,  # pylint: disable=protected-access
-                                                spec.compression_level)
-    except BaseException:
-        tar.kill()
-        raise
-    finished = manifests.utcnow()
-    docker_version = _docker_version(source.docker_cli) if source.volume else None
-    manifest = {
-        "format": manifests.MANIFEST_FORMAT,
-        "version": manifests.MANIFEST_VERSION,
-        "id": backup_id,
-        "service": spec.service,
-        "engine": ENGINE,
-        "database": source.label,
-        "object": key,
-        "size": size,
-        "sha256": sha256,
-        "raw_size": counter.size,
-        "compression": spec.compression,
-        "compression_level": spec.compression_level,
-        "dump_format": DUMP_FORMAT,
-        "server_version": docker_version,
-        "tool_versions": {"tar": tar_version()},
-        "started": manifests.iso(started),
-        "finished": manifests.iso(finished),
-        "duration_seconds": round(time.monotonic() - clock, 3),
-        "row_counts": {},
-        "tables": 0,
-        "files": counter.files(),
-        "source": {"kind": source.kind, "volume": source.volume, "directory": directory},
-        "running_containers": users or [],
-        "containers_checked": users is not None,
-        "host": socket.gethostname(),
-        "created_by": "runbook.ops.volume_backup %s" % backups.COLLECTION_VERSION,
-    }
-    manifest_key = key + manifests.MANIFEST_SUFFIX
-    try:
-        store.put_bytes(manifest_key, manifests.dump_manifest(manifest))
-    except BaseException:
-        backups._delete_quietly(store, key)  # pylint: disable=protected-access
-        raise
-    manifest["manifest"] = manifest_key
+    size, sha256 = backups.stream_process_to_store(store, key, tar, spec, reader=counter)
+    stored = {"size": size, "sha256": sha256, "raw_size": counter.size, "row_counts": {},
+              "server_version": _docker_version(source.docker_cli) if source.volume else None,
+              "tool_versions": {"tar": tar_version()}}
+    manifest = backups.write_manifest(
+        store, spec, backup_id, key, stored, started, clock, "runbook.ops.volume_backup",
+        extra={"files": counter.files(), "source": {"kind": source.kind, "volume": source.volume, "directory": directory},
+               "running_containers": users or [], "containers_checked": users is not None})
     manifest["location"] = store.location(key)
     manifest["directory"] = directory
     return manifest
@@ -405,7 +364,7 @@ def unpack(store, manifest, directory):
     workdir = os.path.join(directory, ".rbops-restore-%s" % secrets.token_hex(4))
     os.mkdir(workdir, 0o700)
     try:
-        restores._pipe_into(  # pylint: disable=protected-access
+        restores.pipe_into(
             ["tar", "-xpf", "-", "--numeric-owner", "--same-owner", "-C", workdir], _tar_env(), store, manifest, 0,
             "tar -x of backup %s" % manifest["id"])
         expected = manifest.get("files")
@@ -429,7 +388,7 @@ def restore_volume(store, source, spec, backup_id=None, force=False, keep_previo
         raise RestoreError("backup %s is a %s backup, not a volume tarball" % (entry.backup_id, manifest["engine"]))
     exists = _check_target(target)
     users = [] if verify_only else source.running_users(RestoreError)
-    result = {"backup": _summary(store, manifest), "target": target, "previous": None, "verified": False,
+    result = {"backup": restores.summary(store, manifest), "target": target, "previous": None, "verified": False,
               "running_containers": users or [], "containers_checked": users is not None}
     if not verify_only:
         refuse_running(source, users, "replaced", allow_running)
@@ -479,7 +438,3 @@ def swap_in(workdir, target, exists, previous):
     return previous if exists else None
 
 
-def _summary(store, manifest):
-    return {"id": manifest["id"], "location": store.location(manifest["object"]), "size": manifest["size"],
-            "sha256": manifest["sha256"], "started": manifest["started"], "database": manifest["database"],
-            "files": manifest.get("files")}

@@ -89,6 +89,12 @@ options:
     description: Seconds to wait for the writer lock after O(stop_command).
     type: int
     default: 30
+  check_mode_checksum:
+    description:
+      - In check mode, read the whole backup object and check its sha256, so that a corrupt backup is refused
+        by a pre-check, before writers are stopped. Set to V(false) to skip that read of a very large backup.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -201,6 +207,11 @@ created_database:
   returned: when engine is postgresql
   type: bool
   sample: false
+checksum:
+  description: In check mode, V(ok) when the backup object matched its sha256, V(unchecked) with O(check_mode_checksum=false).
+  returned: check mode
+  type: str
+  sample: ok
 writer_stopped:
   description: For SQLite, whether O(stop_command) was run because the writer held the lock.
   returned: when engine is sqlite
@@ -234,6 +245,7 @@ def main():
             stop_command={"type": "list", "elements": "str"},
             start_command={"type": "list", "elements": "str"},
             stop_timeout={"type": "int", "default": 30},
+            check_mode_checksum={"type": "bool", "default": True},
         ),
         required_if=[["engine", "postgresql", ["database"]], ["engine", "sqlite", ["path"]]],
         supports_check_mode=True,
@@ -253,7 +265,7 @@ def main():
                 store, spec, server, params["database"], backup_id=params["backup_id"],
                 create_database=params["create_database"], force=params["force"],
                 single_transaction=params["single_transaction"], no_owner=params["no_owner"],
-                check_mode=module.check_mode)
+                check_mode=module.check_mode, check_mode_checksum=params["check_mode_checksum"])
         else:
             spec = backups.BackupSpec(params["service"], "sqlite", path=params["path"],
                                       database=params["source_database"] or params["database"],
@@ -262,7 +274,8 @@ def main():
                 store, spec, params["path"], backup_id=params["backup_id"], force=params["force"],
                 keep_previous=params["keep_previous"], lock_path=params["lock_file"],
                 stop_command=params["stop_command"], start_command=params["start_command"],
-                stop_timeout=params["stop_timeout"], check_mode=module.check_mode)
+                stop_timeout=params["stop_timeout"], check_mode=module.check_mode,
+                check_mode_checksum=params["check_mode_checksum"])
     except RunbookError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     verb = "would restore" if module.check_mode else "restored"

@@ -58,6 +58,11 @@ def test_damaged_objects_are_refused(store, pg_sample, pg_conn_params, pg_connec
     admin = pg_connect("postgres")
 
     attempts = [
+        # The pre-check the restore role runs before it stops any writer: check mode reads the object too.
+        task("pg restore pre-check", "db_restore",
+             dict(pg_common, database=target, source_database=database, force=True), check=True),
+        task("sqlite restore pre-check", "db_restore",
+             dict(lite_common, path=lite_target, database="app", force=True), check=True),
         task("pg restore", "db_restore", dict(pg_common, database=target, source_database=database, force=True)),
         task("pg verify", "backup_verify", pg_common),
         task("sqlite restore", "db_restore", dict(lite_common, path=lite_target, database="app", force=True)),
@@ -70,6 +75,8 @@ def test_damaged_objects_are_refused(store, pg_sample, pg_conn_params, pg_connec
         damage(store, pg_backup["object"])
         (truncate if damage is flip_byte else flip_byte)(store, lite_backup["object"])
         run = run_tasks(attempts)
+        failed(run, "pg restore pre-check", pg_backup["id"], *pg_words)
+        failed(run, "sqlite restore pre-check", lite_backup["id"], *lite_words)
         failed(run, "pg restore", pg_backup["id"], *pg_words)
         failed(run, "pg verify", pg_backup["id"], *pg_words)
         failed(run, "sqlite restore", lite_backup["id"], *lite_words)
