@@ -22,6 +22,7 @@ description:
   - Give either O(targets) or a single O(url).
   - Read-only; it never changes anything and always reports C(changed=false).
 extends_documentation_fragment:
+  - runbook.ops.read_only_check
   - runbook.ops.http_target
 options:
   targets:
@@ -258,23 +259,6 @@ options:
     description: The longest delay between attempts in wait mode.
     type: float
     default: 10
-  fail_on:
-    description:
-      - The overall state that fails the task. V(never) always returns the results without failing,
-        for reports that evaluate them later.
-    type: str
-    choices: [critical, warning, never]
-    default: critical
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; probing only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
 requirements:
   - jmespath (for O(json) checks)
   - cryptography (to read C(https) certificates)

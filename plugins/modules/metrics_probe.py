@@ -24,6 +24,7 @@ description:
   - Lines that are not valid exposition text are skipped and listed in RV(parse_errors).
   - Read-only; it never changes anything and always reports C(changed=false).
 extends_documentation_fragment:
+  - runbook.ops.read_only_check
   - runbook.ops.http_target
 options:
   url:
@@ -115,21 +116,6 @@ options:
     type: list
     elements: str
     default: []
-  fail_on:
-    description: The overall state that fails the task. V(never) only reports.
-    type: str
-    choices: [critical, warning, never]
-    default: critical
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; scraping only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
 requirements:
   - cryptography (to read C(https) certificates)
 seealso:

@@ -16,6 +16,8 @@ description:
     permissions, recursively with a limit on the number of entries.
   - Each path gets a state V(ok), V(warning) or V(critical) with human reasons; the overall state is the worst.
   - Read-only; it never changes anything and always reports C(changed=false).
+extends_documentation_fragment:
+  - runbook.ops.read_only_check
 options:
   paths:
     description: The paths to check, for example the service's C(DATA_DIR).
@@ -78,21 +80,6 @@ options:
     description: Return at most this many offending entries per path (the count is always complete).
     type: int
     default: 20
-  fail_on:
-    description: The overall state that fails the task. V(never) only reports.
-    type: str
-    choices: [critical, warning, never]
-    default: critical
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
 seealso:
   - module: ansible.builtin.file
     description: To fix the modes and owners this module reports.
