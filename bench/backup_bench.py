@@ -17,6 +17,7 @@ import os
 import resource
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ VARIANTS = [
     ("pg_dump pipe 1 MiB", {"variant": {"pipe_size": 1 << 20}}),
     ("reader thread (pipe drained while compressing)", {"variant": {"pump_thread": True}}),
     ("reader thread + zstd level 1", {"variant": {"pump_thread": True}, "compression_level": 1}),
+    ("reader thread + zstd level 2", {"variant": {"pump_thread": True}, "compression_level": 2}),
     ("no row counting", {"variant": {"no_row_counts": True}}),
 ]
 
@@ -125,6 +127,8 @@ def timed(sample, postgres_cpu=None, quiet_wait=0):
     sample["seconds"] = time.monotonic() - clock
     sample["machine_cpu"] = cpu_busy_seconds() - cpu
     sample["client_cpu"] = children_cpu_seconds() - client
+    if postgres_cpu:
+        time.sleep(0.3)  # the postmaster reaps a finished backend asynchronously; then its CPU is in cutime
     pg_after = postgres_cpu.seconds() if postgres_cpu else None
     sample["server_cpu"] = pg_after - pg_before if pg_before is not None and pg_after is not None else None
     ours = sample["client_cpu"] + (sample["server_cpu"] or 0)
@@ -435,7 +439,7 @@ def build_report(bench, databases, generation, micro):
             ratios.append("%.2fx raw" % (seconds / raw))
         if label == "db_backup engine, s3 (moto)" and local_engine:
             ratios.append("%.2fx local" % (seconds / local_engine))
-        if size and custom_bytes and label.startswith(("db_backup", "variant")):
+        if size and custom_bytes and label.startswith(("db_backup", "variant")) and "[" not in label:
             ratios.append("size %.3fx -Fc" % (size / custom_bytes))
         rss = _max(samples, "rss_bytes")
         client, server, other = (_med(samples, key) for key in ("client_cpu", "server_cpu", "other_cores"))
@@ -521,7 +525,7 @@ def micro_throughput(bench, database, sample_bytes=256 << 20):
         out = func()
         rates[name] = (len(data) / (time.process_time() - clock) / 1e6, (out / len(data)) if out else None)
     rate("sha256", lambda: hashlib.sha256(data).digest() and 0)
-    for level in (1, 3):
+    for level in (1, 2, 3):
         rate("zstd level %d" % level,
              lambda level=level: len(zstandard.ZstdCompressor(level=level, write_checksum=True).compress(data)))
     rate("gzip level 6 (pg_dump -Fc default)", lambda: len(zlib.compress(data, 6)))
@@ -533,6 +537,10 @@ def clean(settings):
         progress("dropping %s" % name)
         _dataset.drop_database(settings, name)
     shutil.rmtree(SCRATCH_DIR, ignore_errors=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def parse_args(argv):
@@ -587,25 +595,30 @@ def main(argv=()):
         databases.append({"name": name, "size": db_size, "generation_seconds": seconds, "server_version": version,
                           "rows": _dataset.table_rows(settings, name)})
     bench = Bench(args, data_directory or "")
+    micro = None
+    # SIGTERM (and Ctrl-C) stop the rounds but still report what was measured and clean up.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         bench.create_bucket()
         main_db = databases[0]["name"]
         micro = micro_throughput(bench, main_db)
         progress("single-core rates (MB/s): " + ", ".join("%s %.0f" % (k, v[0]) for k, v in micro["rates"].items()))
         bench.backup_rounds(main_db)
-        raw_sizes = [smp.get("raw_bytes") for smp in bench.samples["db_backup engine, local"]]
-        databases[0]["raw_dump_bytes"] = median([x for x in raw_sizes if x])
         if not args.skip_verify:
             bench.verify_rounds(main_db)
         for db in databases[1:]:
             bench.memory_rounds(db["name"])
-            raw_sizes = [smp.get("raw_bytes") for label, samples in bench.samples.items() if db["name"] in label
-                         for smp in samples]
-            db["raw_dump_bytes"] = median([x for x in raw_sizes if x])
         if args.variants:
             bench.variant_rounds(main_db)
+    except KeyboardInterrupt:
+        progress("interrupted: reporting what was measured so far")
     finally:
         bench.close()
+    for index, db in enumerate(databases):
+        raw_sizes = [smp.get("raw_bytes") for label, samples in bench.samples.items()
+                     if label.startswith("db_backup") and (db["name"] in label if index else "[" not in label)
+                     for smp in samples]
+        db["raw_dump_bytes"] = median([x for x in raw_sizes if x])
     report = build_report(bench, databases, None, micro)
     print()
     print(report)
