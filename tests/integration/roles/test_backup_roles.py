@@ -105,7 +105,15 @@ def test_restore_of_a_corrupted_backup_restarts_the_service_with_its_data(manage
     service.add_items(3, prefix="new")  # the live data now differs from the backup
     names_before, pid_before = service.item_names(), service.pid
 
+    # The pre-check reads the whole backup: refused before the service is stopped, no downtime.
     run = playbook("restore.yml", host_vars, extra_vars={"restore_force": True})
+    assert run.rc != 0 and "sha256" in run.output, run.output[-4000:]
+    assert service.pid == pid_before, "the service was stopped for a backup the pre-check could refuse"
+    assert service.item_names() == names_before
+    assert service.manifests("app-pre-restore") == []
+
+    # Without that read, the restore step itself refuses it, after the writers stopped: they start again.
+    run = playbook("restore.yml", host_vars, extra_vars={"restore_force": True, "restore_precheck_checksum": False})
     assert_failed(run, "failed at 'Restore backup %s'" % manifest["id"], "The writers were started again",
                   "the service is healthy", "holds its previous data")
     assert "sha256" in run.output
