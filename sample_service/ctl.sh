@@ -109,9 +109,11 @@ do_stop() {
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + stop_timeout))
-    while alive "$pid" && [ $SECONDS -lt $deadline ]; do
+    # Count 0.2 s steps: $SECONDS ticks in whole seconds, so a deadline on it can come up to 1 s early.
+    local steps=$((stop_timeout * 5))
+    while alive "$pid" && [ "$steps" -gt 0 ]; do
         sleep 0.2
+        steps=$((steps - 1))
     done
     if alive "$pid"; then
         echo "ctl.sh: $SERVICE_NAME (pid $pid) ignored SIGTERM for ${stop_timeout}s; sending SIGKILL" >&2
