@@ -436,5 +436,3 @@ def swap_in(workdir, target, exists, previous):
     if exists and previous is None:
         shutil.rmtree(aside, ignore_errors=True)
     return previous if exists else None
-
-

@@ -219,9 +219,8 @@ def main():
             planned = volumes.plan_volume_backup(store, source, spec, params["allow_running"])
             expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"])
             _warn_unchecked(module, planned)
-            module.exit_json(changed=True, backup=planned, deleted=[e.backup_id for e in expired],
-                             msg="would back up %s (%s) to %s" % (source.describe(), planned["directory"],
-                                                                 planned["location"]))
+            msg = "would back up %s (%s) to %s" % (source.describe(), planned["directory"], planned["location"])
+            module.exit_json(changed=True, backup=planned, deleted=[e.backup_id for e in expired], msg=msg)
         manifest = volumes.take_volume_backup(store, source, spec, params["allow_running"])
         expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"],
                                           protect={manifest["id"]})
