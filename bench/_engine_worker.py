@@ -101,6 +101,10 @@ def apply_variant(variant):
             return data
         streams.ProcessOutput.__init__ = pump_init
         streams.ProcessOutput.read = pump_read
+    if variant.get("s3_parts_in_flight"):
+        stores.S3_PARTS_IN_FLIGHT = variant["s3_parts_in_flight"]
+    if variant.get("s3_part_size"):
+        stores.S3_PART_SIZE = variant["s3_part_size"]
     if variant.get("no_row_counts"):
         postgres.Snapshot.row_counts = lambda self: {}
 

@@ -47,6 +47,14 @@ VARIANTS = [
     ("zstd level 1", {"compression_level": 1}),
     ("zstd level 3, 2 threads", {"variant": {"zstd_threads": 2}}),
     ("no compression (sha256 only)", {"compression": "none"}),
+    ("zstd level 3, 1 worker thread", {"variant": {"zstd_threads": 1}}),
+    ("zstd level 2, 2 threads", {"compression_level": 2, "variant": {"zstd_threads": 2}}),
+    ("zstd level 2, 1 worker thread", {"compression_level": 2, "variant": {"zstd_threads": 1}}),
+    ("zstd level 1, 2 threads", {"compression_level": 1, "variant": {"zstd_threads": 2}}),
+    ("s3: default (4 x 16 MiB parts in flight)", {"store": "s3"}),
+    ("s3: 2 parts in flight", {"store": "s3", "variant": {"s3_parts_in_flight": 2}}),
+    ("s3: 2 parts in flight, 8 MiB parts",
+     {"store": "s3", "variant": {"s3_parts_in_flight": 2, "s3_part_size": 8 << 20}}),
     ("read size 4 MiB", {"variant": {"chunk_size": 4 << 20}}),
     ("pg_dump pipe 1 MiB", {"variant": {"pipe_size": 1 << 20}}),
     ("reader thread (pipe drained while compressing)", {"variant": {"pump_thread": True}}),
@@ -376,13 +384,17 @@ class Bench:
             self.record("db_backup engine, local [%s]" % database, self.engine("backup", database, "local"))
             self.empty_stores()
 
-    def variant_rounds(self, database):
+    def variant_rounds(self, database, with_floor=False):
         for round_no in range(1, self.args.runs + 1):
             progress("variant round %d/%d" % (round_no, self.args.runs))
+            if with_floor:
+                self.record("pg_dump -Fc -Z0 -f /dev/null (floor)", self.pg_dump_floor(database))
             self.record("variant: zstd level 3 (default)", self.engine("backup", database, "local"))
             self.empty_stores()
             for label, options in VARIANTS:
-                self.record("variant: " + label, self.engine("backup", database, "local", **options))
+                options = dict(options)
+                store = options.pop("store", "local")
+                self.record("variant: " + label, self.engine("backup", database, store, **options))
                 self.empty_stores()
 
     def create_bucket(self):
@@ -476,7 +488,7 @@ def build_report(bench, databases, generation, micro):
             targets.append(["%s output <= pg_dump -Fc output" % label, "%d vs %d bytes (%.3fx)"
                             % (size, custom_bytes, size / custom_bytes), verdict(size <= custom_bytes)])
     for label, samples in s.items():
-        if label.startswith("db_backup") and "s3" not in label:
+        if label.startswith("db_backup") or label.startswith("variant: s3"):
             rss = _max(samples, "rss_bytes")
             if rss:
                 targets.append(["peak RSS of %s <= 150 MB" % label, human_bytes(rss), verdict(rss <= TARGET_RSS)])
@@ -551,6 +563,8 @@ def parse_args(argv):
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     parser.add_argument("--variants", action="store_true",
                         help="also run engine variants (zstd level 1, threads, read sizes, ...) to explain the figures")
+    parser.add_argument("--variants-only", action="store_true",
+                        help="only the floor and the engine variants (on the first size)")
     parser.add_argument("--skip-verify", action="store_true", help="leave out the backup_verify rounds")
     parser.add_argument("--quiet-wait", type=float, default=60,
                         help="before each run, wait up to this many seconds for other work on the machine to "
@@ -603,13 +617,16 @@ def main(argv=()):
         main_db = databases[0]["name"]
         micro = micro_throughput(bench, main_db)
         progress("single-core rates (MB/s): " + ", ".join("%s %.0f" % (k, v[0]) for k, v in micro["rates"].items()))
-        bench.backup_rounds(main_db)
-        if not args.skip_verify:
-            bench.verify_rounds(main_db)
-        for db in databases[1:]:
-            bench.memory_rounds(db["name"])
-        if args.variants:
-            bench.variant_rounds(main_db)
+        if args.variants_only:
+            bench.variant_rounds(main_db, with_floor=True)
+        else:
+            bench.backup_rounds(main_db)
+            if not args.skip_verify:
+                bench.verify_rounds(main_db)
+            for db in databases[1:]:
+                bench.memory_rounds(db["name"])
+            if args.variants:
+                bench.variant_rounds(main_db)
     except KeyboardInterrupt:
         progress("interrupted: reporting what was measured so far")
     finally:
