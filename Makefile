@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test system venv collection services unit integration molecule sanity lint bench clean
+.PHONY: demo test system venv collection services unit integration molecule sanity lint bench bench-clean clean
 
 venv: $(VENV)/.dev
 collection: $(COLLECTIONS)/ansible_collections/runbook/ops
@@ -63,6 +63,9 @@ test: system $(VENV)/.dev
 
 bench: services $(COLLECTIONS)/ansible_collections/runbook/ops
 	source .build/services/env.sh && $(BIN)/python bench/run.py
+
+bench-clean: services
+	source .build/services/env.sh && $(BIN)/python bench/run.py backup --clean
 
 clean:
 	rm -rf .build .demo
