@@ -51,6 +51,15 @@ BACKUP_SOURCE_OPTIONS = {
     "tmp_dir": {"type": "path"},
 }
 
+# volume_backup and volume_restore: which directory, and how to ask Docker about it.
+VOLUME_SOURCE_OPTIONS = {
+    "service": {"type": "str", "required": True},
+    "volume": {"type": "str"},
+    "path": {"type": "path"},
+    "label": {"type": "str"},
+    "docker_cli": {"type": "str", "default": "docker"},
+}
+
 
 def merged(*specs, **extra):
     spec = {}

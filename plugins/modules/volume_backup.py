@@ -181,7 +181,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, merged
+from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 from ansible_collections.runbook.ops.plugins.module_utils._streams import zstandard
 
@@ -189,13 +189,8 @@ from ansible_collections.runbook.ops.plugins.module_utils._streams import zstand
 def main():
     module = AnsibleModule(
         argument_spec=merged(
-            STORE_OPTIONS,
-            service={"type": "str", "required": True},
-            volume={"type": "str"},
-            path={"type": "path"},
-            label={"type": "str"},
+            STORE_OPTIONS, VOLUME_SOURCE_OPTIONS,
             allow_running={"type": "bool", "default": False},
-            docker_cli={"type": "str", "default": "docker"},
             compression={"type": "str", "choices": ["zstd", "gzip", "none"], "default": "zstd"},
             compression_level={"type": "int"},
             keep_last={"type": "int"},

@@ -183,24 +183,19 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, merged
+from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 
 
 def main():
     module = AnsibleModule(
         argument_spec=merged(
-            STORE_OPTIONS,
-            service={"type": "str", "required": True},
-            volume={"type": "str"},
-            path={"type": "path"},
-            label={"type": "str"},
+            STORE_OPTIONS, VOLUME_SOURCE_OPTIONS,
             backup_id={"type": "str"},
             force={"type": "bool", "default": False},
             keep_previous={"type": "bool", "default": True},
             allow_running={"type": "bool", "default": False},
             verify_only={"type": "bool", "default": False},
-            docker_cli={"type": "str", "default": "docker"},
         ),
         supports_check_mode=True,
     )
