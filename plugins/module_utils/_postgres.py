@@ -158,18 +158,27 @@ class PgServer:
         with contextlib.closing(self.connect(database)) as conn, conn.cursor() as cur:
             return count_rows(cur)
 
-    def run_scalar(self, database, query):
-        """First column of the first row of a read-only query (verification assertions)."""
+    def query_rows(self, database, query, params=None, limit=None):
+        """Rows of a query run in a READ ONLY transaction that is always rolled back, as a list
+        of dicts keyed by column name (at most ``limit`` rows)."""
         with contextlib.closing(self.connect(database, autocommit=False)) as conn, conn.cursor() as cur:
             try:
                 cur.execute("SET TRANSACTION READ ONLY")
-                cur.execute(query)
-                row = cur.fetchone() if cur.description else None
+                cur.execute(query, params)
+                if not cur.description:
+                    return []
+                names = [column.name for column in cur.description]
+                rows = cur.fetchmany(limit) if limit else cur.fetchall()
             except psycopg2.Error as exc:
                 raise DatabaseError(_pg_message(exc)) from None
             finally:
                 conn.rollback()
-            return row[0] if row else None
+            return [dict(zip(names, row)) for row in rows]
+
+    def run_scalar(self, database, query):
+        """First column of the first row of a read-only query (verification assertions)."""
+        rows = self.query_rows(database, query, limit=1)
+        return next(iter(rows[0].values())) if rows and rows[0] else None
 
 
 def count_rows(cur):
