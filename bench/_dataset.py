@@ -1,7 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The benchmark databases: realistic tables of mostly high-entropy data, generated server-side.
+"""The benchmark databases, generated server-side.
+
+Two kinds: ``rbops_bench_<N>g`` (below) is the worst case for a compressor; ``rbops_bench_app``
+(``ensure_app_database``) looks like real application data.
+
 
 Text columns carry base64 of sha256 digests of random() (6 bits of entropy per character, the
 worst case for a compressor short of encrypted blobs), uuids, timestamps, numerics and jsonb
@@ -15,6 +19,9 @@ still at least the target; otherwise it is dropped and generated again.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
 import time
 
 import psycopg2
@@ -184,7 +191,8 @@ def table_rows(settings, name):
     """Exact row counts (for the report)."""
     with contextlib.closing(_admin(settings, name)) as conn, conn.cursor() as cur:
         counts = {}
-        for table in ("accounts", "events", "documents"):
+        cur.execute("SELECT relname FROM pg_stat_user_tables WHERE relname <> 'bench_meta' ORDER BY 1")
+        for (table,) in cur.fetchall():
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
             counts[table] = cur.fetchone()[0]
         return counts
@@ -195,3 +203,60 @@ def bench_databases(settings):
         cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
                     (DATABASE_PREFIX.replace("_", "\\_") + "%",))
         return [row[0] for row in cur.fetchall()]
+
+
+APP_DATABASE = DATABASE_PREFIX + "app"
+APP_PGBENCH_SCALE = 50          # pgbench_accounts: 5 million rows with blank-padded filler
+APP_NOTES_ROWS = 3000000        # md5 text and jsonb: what application tables are made of
+APP_NOTES_SQL = """
+CREATE TABLE notes (
+    id bigint PRIMARY KEY,
+    author text NOT NULL,
+    title text NOT NULL,
+    body text NOT NULL,
+    created_at timestamptz NOT NULL,
+    attrs jsonb NOT NULL
+);
+INSERT INTO notes
+SELECT g, 'user' || (g %% 5000), md5(g::text), md5(random()::text) || ' ' || md5(random()::text),
+       timestamptz '2026-01-01' + g * interval '7 seconds',
+       jsonb_build_object('state', (ARRAY['open','closed','archived'])[1 + g %% 3],
+                          'tags', jsonb_build_array('t' || (g %% 17), 't' || (g %% 29)),
+                          'score', (g %% 1000) / 10.0, 'ref', md5((g * 7)::text))
+FROM generate_series(1, %(rows)s) g;
+CREATE INDEX notes_author ON notes (author);
+"""
+
+
+def ensure_app_database(settings):
+    """``rbops_bench_app``: pgbench tables at scale 50 plus a 3-million-row table of md5 text and
+    jsonb (about 1.3 GB): data that compresses the way real application databases do.  Returns
+    (name, size, seconds spent generating or None when reused)."""
+    name = APP_DATABASE
+    size = database_size(settings, name)
+    if size is not None and _is_complete(settings, name, 1):
+        progress("reusing database %s (%.2f GiB)" % (name, size / GIB))
+        return name, size, None
+    if size is not None:
+        drop_database(settings, name)
+    pgbench = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
+    progress("generating %s: pgbench scale %d and %d rows of md5 text and jsonb"
+             % (name, APP_PGBENCH_SCALE, APP_NOTES_ROWS))
+    clock = time.monotonic()
+    with contextlib.closing(_admin(settings)) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    env = dict(os.environ, PGPASSWORD=settings["password"])
+    subprocess.run([pgbench, "-i", "-q", "-s", str(APP_PGBENCH_SCALE), "-h", settings["host"],
+                    "-p", str(settings["port"]), "-U", settings["user"], name],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    with contextlib.closing(_admin(settings, name)) as conn, conn.cursor() as cur:
+        cur.execute(APP_NOTES_SQL % {"rows": APP_NOTES_ROWS})
+        cur.execute("CREATE TABLE bench_meta (key text PRIMARY KEY, value text NOT NULL)")
+        cur.execute("VACUUM (FREEZE, ANALYZE)")
+        cur.execute("CHECKPOINT")
+        cur.execute("INSERT INTO bench_meta VALUES ('target_bytes', '1'), ('generated_at', now()::text)")
+        cur.execute("SELECT pg_database_size(current_database())")
+        size = cur.fetchone()[0]
+    seconds = time.monotonic() - clock
+    progress("generated %s: %.2f GiB in %.0fs" % (name, size / GIB, seconds))
+    return name, size, seconds

@@ -560,6 +560,9 @@ def parse_args(argv):
     parser.add_argument("--sizes", default="1,2",
                         help="database sizes in GiB, comma-separated; the first gets the full benchmark, the others "
                              "the memory rounds (default 1,2)")
+    parser.add_argument("--dataset", choices=("app", "entropy", "both"), default="both",
+                        help="app: pgbench tables plus md5 text and jsonb (about 1.3 GB, compresses like real data); "
+                             "entropy: the --sizes databases of mostly random data; both (default)")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     parser.add_argument("--variants", action="store_true",
                         help="also run engine variants (zstd level 1, threads, read sizes, ...) to explain the figures")
@@ -596,10 +599,20 @@ def main(argv=()):
              % (SCRATCH_DIR, human_bytes(free), human_bytes(need)))
     if free < need:
         raise BenchSetupError("not enough free disk space for the benchmark")
+    for dataset in (("app", "entropy") if args.dataset == "both" else (args.dataset,)):
+        run_dataset(args, settings, dataset)
+    return 0
+
+
+def run_dataset(args, settings, dataset):
+    """The whole backup suite on one dataset: ``entropy`` (the --sizes databases of mostly
+    high-entropy data) or ``app`` (pgbench tables plus md5 text and jsonb, like real data)."""
+    progress("dataset %s" % dataset)
     databases = []
     data_directory = None
-    for size in args.sizes:
-        name, db_size, seconds = _dataset.ensure_database(settings, size)
+    generated = [_dataset.ensure_app_database(settings)] if dataset == "app" else \
+        [_dataset.ensure_database(settings, size) for size in args.sizes]
+    for name, db_size, seconds in generated:
         with contextlib.closing(_dataset._admin(settings, name)) as conn, conn.cursor() as cur:  # pylint: disable=protected-access
             cur.execute("SHOW server_version")
             version = cur.fetchone()[0]
@@ -639,9 +652,10 @@ def main(argv=()):
     report = build_report(bench, databases, None, micro)
     print()
     print(report)
-    path = write_results("backup", report)
+    path = write_results("backup-%s" % dataset, report)
     progress("results written to %s" % os.path.relpath(path, REPO))
-    return 0
+
+
 
 
 if __name__ == "__main__":
