@@ -5,8 +5,10 @@
 # `make demo`: the backup runbook end to end on this host, with no root, no Docker and no PostgreSQL.
 # Starts the sample service on SQLite from .demo/, then runs the real playbooks against
 # inventories/local: back up, list backups, verify the latest, break the live database (an operator's
-# bad `DELETE FROM items`), restore (stop, safety backup, restore, start, health, data check), and shows
-# the service healthy with its data back.  One line per step; full logs in .demo/logs/.
+# bad `DELETE FROM items`), restore (stop, safety backup, restore, start, health, data check), shows
+# the service healthy with its data back, then probes it: the health check (liveness, readiness, metrics
+# behind the token, error rate, DATA_DIR) and the daily check, whose Markdown and JSON reports land in
+# .demo/reports/.  One line per step; full logs in .demo/logs/.
 #
 # The Makefile puts .venv/bin first on PATH and exports ANSIBLE_COLLECTIONS_PATH and ANSIBLE_CONFIG.
 # DEMO_PORT changes the port (default 8780), DEMO_DIR the working directory (default .demo; the tests use
@@ -187,7 +189,32 @@ secret=$(api GET /api/items/1 | "$python" -c 'import json,sys; print(json.load(s
 new_pid=$(tr -dc '0-9' <"$demo/data/app.pid")
 step healthy "service healthy again (pid $new_pid): $now items (was $before before the DELETE), secrets decrypt"
 
+# --- probing: the health check and the morning checklist -----------------------------------------
+playbook 6-health health_check.yml || fail health "playbooks/health_check.yml failed (the service is not healthy)" "$logs/6-health.log"
+health=$(stats "$logs/6-health.log" runbook_health_check | "$python" -c '
+import json, sys
+r = json.load(sys.stdin)
+print("%s/%s checks ok, overall %s (liveness, readiness, metrics behind the token, error rate, DATA_DIR)"
+      % (r["counts"]["ok"], r["counts"]["total"], r["state"]))
+') || fail health "no health summary in the log" "$logs/6-health.log"
+step health "playbooks/health_check.yml: $health"
+
+# The daily check also rates this host's memory, CPU and disk: on a busy machine those may be warning or
+# critical, which is the report's business, not a failure of the demo (a scheduled run fails on critical).
+playbook 7-daily daily_check.yml -e daily_check_fail_on_critical=false \
+    || fail daily "playbooks/daily_check.yml failed" "$logs/7-daily.log"
+daily=$(stats "$logs/7-daily.log" runbook_daily_check | "$python" -c '
+import json, sys
+r = json.load(sys.stdin)
+print(r["report"]["markdown"])
+print("%s/%s checks ok, overall %s%s" % (r["counts"]["ok"], r["counts"]["total"], r["state"],
+                                 " (%s)" % "; ".join(p.split(":")[0] for p in r["problems"]) if r["problems"] else ""))
+') || fail daily "no daily check summary in the log" "$logs/7-daily.log"
+daily_report=$(head -n 1 <<<"$daily")
+[ -f "$daily_report" ] || fail daily "no daily report at $daily_report" "$logs/7-daily.log"
+step daily "playbooks/daily_check.yml: $(tail -n 1 <<<"$daily"); report ${daily_report#"$repo"/} (and .json)"
+
 stop_service
 show=${demo#"$repo"/}
 echo "Done: the service is stopped. Start it again: PYTHON=$python sample_service/ctl.sh start $show/app.env"
-echo "Logs: $show/logs/  Backups: $show/backups/  Verification reports: $show/reports/"
+echo "Logs: $show/logs/  Backups: $show/backups/  Reports (verification, daily check): $show/reports/"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the real services the integration tests use, on loopback only, when they are not
 # already running: PostgreSQL 15, Redis, a Docker engine with host networking only, and a
-# moto S3 server.  Prints the environment the tests read (scripts/test-env.sh sources it).
+# moto S3 server.  Writes the environment the tests read to .build/services/env.sh (the Makefile's
+# integration and bench targets source it; so can you: `source .build/services/env.sh`).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
