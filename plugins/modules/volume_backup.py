@@ -167,6 +167,7 @@ from ansible_collections.runbook.ops.plugins.module_utils._errors import Paramet
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 from ansible_collections.runbook.ops.plugins.module_utils._streams import zstandard
+from ansible_collections.runbook.ops.plugins.module_utils._store import boto3
 
 
 def main():
@@ -185,6 +186,8 @@ def main():
     params = module.params
     if params["compression"] == "zstd" and zstandard is None:
         module.fail_json(msg=missing_required_lib("zstandard"))
+    if params["store"]["type"] == "s3" and boto3 is None:
+        module.fail_json(msg=missing_required_lib("boto3"))
     try:
         if params["keep_last"] is not None and params["keep_last"] < 1:
             raise ParameterError("keep_last must be at least 1")

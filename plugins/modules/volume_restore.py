@@ -195,6 +195,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _volume as volu
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
+from ansible_collections.runbook.ops.plugins.module_utils._store import boto3
 
 
 def main():
@@ -213,6 +214,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    if params["store"]["type"] == "s3" and boto3 is None:
+        module.fail_json(msg=missing_required_lib("boto3"))
     if params["allow_running"]:
         module.warn("allow_running is deprecated for volume_restore and has no effect: a running container would "
                     "not see the restored directory; use stop_containers: true")

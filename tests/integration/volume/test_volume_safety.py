@@ -170,6 +170,21 @@ def test_without_zstandard_missing_required_lib_before_any_work(tmp_path, run_ta
     assert snapshot(data) == original
 
 
+def test_without_boto3_an_s3_store_gets_missing_required_lib(tmp_path, run_tasks, s3_bucket, s3_endpoint):
+    data = fill_tree(tmp_path / "srv" / "data")
+    store = {"type": "s3", "bucket": s3_bucket, "endpoint_url": s3_endpoint, "access_key": "testing",
+             "secret_key": "testing"}
+    params = {"service": "nob", "path": str(data), "store": store}
+    run = run_tasks([
+        task("backup", "volume_backup", params),
+        task("backup check", "volume_backup", params, check=True),
+        task("restore", "volume_restore", dict(params, force=True)),
+    ], inventory=blocked_interpreter(tmp_path, "boto3"))
+    for name in ("backup", "backup check", "restore"):
+        msg = failed(run, name)["msg"]
+        assert "Failed to import the required Python library (boto3)" in msg, (name, msg)
+
+
 def test_names_with_a_trailing_newline_are_refused(run_tasks, local_store):
     run = run_tasks([
         task("backup", "volume_backup", {"service": "nl", "volume": "pgdata\n", "store": local_store}),
