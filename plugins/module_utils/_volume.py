@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -493,8 +494,16 @@ def refuse_running_restore(source, containers, stop_containers):
 
 class StoppedContainers:
     """``docker stop`` the given containers for a ``with`` block and ``docker start`` them again
-    on the way out, whatever happens inside (an error, SIGTERM). ``stopped``, ``started`` and
-    ``start_failures`` ({name: message}) say what was done."""
+    on the way out, whatever happens inside. ``stopped``, ``started`` and ``start_failures``
+    ({name: message}) say what was done.
+
+    SIGTERM and SIGINT are held from the first ``docker stop`` until every container was started
+    again: a signal in between (a job cancel while ``docker stop`` waits) would otherwise leave a
+    container stopped, or a swapped directory reported as a failure. A signal that arrived meanwhile
+    is then discarded and ``deferred_signals`` names it, so the caller can report both what was
+    done and that it was asked to stop."""
+
+    _HELD = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, docker_cli, containers, timeout):
         self.docker_cli = docker_cli
@@ -503,6 +512,9 @@ class StoppedContainers:
         self.stopped = []
         self.started = []
         self.start_failures = {}
+        self.deferred_signals = []
+        self._touched = []  # stop was asked for: start them again even when the stop failed half-way
+        self._mask = None
 
     def _command(self, verb, container, *options):
         try:
@@ -514,34 +526,55 @@ class StoppedContainers:
                 from None
 
     def __enter__(self):
-        for container in self.containers:
-            try:
+        if self.containers:
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._HELD)
+        try:
+            for container in self.containers:
+                self._touched.append(container)
                 self._command("stop", container, "--time", str(self.timeout))
-            except RestoreError as exc:
-                self._start_again()
-                text = "; %s" % self.describe() if self.stopped else ""
-                raise RestoreError("%s; nothing was restored%s" % (exc, text), **self.result()) from None
-            self.stopped.append(container)
+                self.stopped.append(container)
+        except RestoreError as exc:
+            self._start_again()
+            self._release()
+            text = "; %s" % self.describe() if self.started or self.start_failures else ""
+            raise RestoreError("%s; nothing was restored%s" % (exc, text), **self.result()) from None
+        except BaseException:
+            self._start_again()
+            self._release()
+            raise
         return self
 
     def _start_again(self):
-        for container in self.stopped:
+        for container in self._touched:
             try:
                 self._command("start", container)
                 self.started.append(container["name"])
             except RestoreError as exc:
                 self.start_failures[container["name"]] = str(exc)
 
+    def _release(self):
+        """Unblock the held signals, discarding (and recording) those that arrived meanwhile."""
+        if self._mask is None:
+            return
+        pending = signal.sigpending()
+        for signum in self._HELD:
+            if signum in pending:
+                self.deferred_signals.append(signal.Signals(signum).name)
+                signal.signal(signum, signal.SIG_IGN)  # consumed when unblocked below, instead of raising
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+        self._mask = None
+
     def __exit__(self, kind, exc, traceback):
         self._start_again()
-        if isinstance(exc, RunbookError) and self.stopped:
+        self._release()
+        if isinstance(exc, RunbookError) and self._touched:
             exc.args = ("%s; %s" % (exc.args[0], self.describe()),) + exc.args[1:]
             exc.details.update(self.result())
         return False
 
     def result(self):
         return {"stopped_containers": [container["name"] for container in self.stopped],
-                "started_containers": list(self.started)}
+                "started_containers": list(self.started), "deferred_signals": list(self.deferred_signals)}
 
     def describe(self):
         text = "stopped and started again: %s" % ", ".join(self.started) if self.started else ""
@@ -552,7 +585,7 @@ class StoppedContainers:
 
 
 def restore_volume(store, source, spec, backup_id=None, force=False, keep_previous=True, stop_containers=False,
-                   stop_timeout=10, verify_only=False, check_mode=False, require_library=None):
+                   stop_timeout=30, verify_only=False, check_mode=False, require_library=None):
     """The volume_restore flow; returns what was (or would be) done.
 
     ``require_library(name)`` is called with the name of a Python library the backup needs and
@@ -570,7 +603,8 @@ def restore_volume(store, source, spec, backup_id=None, force=False, keep_previo
     to_stop = containers or []
     result = {"backup": restores.summary(store, manifest), "target": target, "previous": None, "verified": False,
               "running_containers": [container["name"] for container in to_stop],
-              "containers_checked": containers is not None, "stopped_containers": [], "started_containers": []}
+              "containers_checked": containers is not None, "stopped_containers": [], "started_containers": [],
+              "deferred_signals": []}
     if not verify_only:
         refuse_running_restore(source, to_stop, stop_containers)
         if exists and not _is_empty(target) and not force:

@@ -53,6 +53,9 @@ options:
         and RV(started_containers) say what was done. A container that does not start again fails the task,
         with C(changed=true) when the data was restored.
       - Containers started with C(--rm) are refused, since stopping them would remove them.
+      - SIGTERM and SIGINT (a job cancel, C(timeout)) are held from the first C(docker stop) until the
+        containers run again, so the swap is finished and reported as it happened (with a warning) instead
+        of leaving a container stopped. Before that point they end the task and remove its work directory.
     type: bool
     default: false
   stop_timeout:
@@ -234,6 +237,10 @@ def main():
     if not result["containers_checked"] and not params["verify_only"]:
         module.warn("Docker could not be asked which containers use %s; make sure no database server writes to it"
                     % result["target"])
+    deferred = result.pop("deferred_signals", None)
+    if deferred:
+        module.warn("%s arrived while containers were stopped for the swap: the restore was finished and the "
+                    "containers started again first" % " and ".join(deferred))
     backup_id = result["backup"]["id"]
     if params["verify_only"]:
         verb = "would verify" if module.check_mode else "verified"

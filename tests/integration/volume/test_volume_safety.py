@@ -263,3 +263,28 @@ def test_a_later_restore_sweeps_stale_work_directories(tmp_path, run_tasks, loca
         assert not directory.exists(), "%s (two days old) survived the next restore" % directory
     assert young.exists(), "a young work directory (maybe a running restore's) was removed"
     assert not_ours.exists(), "a directory not of our naming was removed"
+
+
+def test_sigterm_while_a_container_is_being_stopped_finishes_the_swap_and_starts_it(run_tasks, docker_volume,
+                                                                                    local_store):
+    """The busybox container ignores SIGTERM (PID 1), so docker stop waits its full timeout: a
+    SIGTERM to the module then must neither leave the container stopped nor misreport the swap."""
+    volume, mountpoint, start = docker_volume
+    data = pathlib.Path(mountpoint)
+    (data / "marker").write_text("from the backup\n")
+    params = {"service": "vs", "volume": volume, "store": local_store}
+    ok(run_tasks([task("backup", "volume_backup", params)]), "backup")
+    (data / "marker").write_text("live\n")
+    container = start()
+    marker = "rbops-marker-" + uuid.uuid4().hex
+    running = in_background(run_tasks, [task("restore", "volume_restore", dict(
+        params, force=True, stop_containers=True, stop_timeout=6))], env={"RBOPS_TEST_MARKER": marker})
+    wait_for(lambda: [pid for pid, argv in processes_with(marker).items() if b"stop" in argv[1:3]],
+             "docker stop", running)
+    run = terminate(marker, "volume_restore", running)
+    restored = ok(run, "restore")
+    assert restored["stopped_containers"] == [container] == restored["started_containers"]
+    assert "SIGTERM arrived while containers were stopped" in " ".join(warnings_of(run, "restore"))
+    assert container_running(container)
+    assert read_in(container, "marker") == "from the backup\n"
+    assert restore_workdirs(os.path.dirname(mountpoint)) == []

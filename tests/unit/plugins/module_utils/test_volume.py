@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -230,23 +232,45 @@ def test_stopped_containers_are_started_again_after_an_error(tmp_path):
             raise RestoreError("the swap failed")
     assert log.read_text().splitlines() == ["stop --time 5 abc", "stop --time 5 def", "start abc", "start def"]
     assert str(caught.value) == "the swap failed; stopped and started again: db, web"
-    assert caught.value.details == {"stopped_containers": ["db", "web"], "started_containers": ["db", "web"]}
+    assert caught.value.details == {"stopped_containers": ["db", "web"], "started_containers": ["db", "web"],
+                                    "deferred_signals": []}
 
 
 def test_a_container_that_does_not_start_again_is_reported(tmp_path):
     cli, _log = fake_docker(tmp_path, "start")
     with volumes.StoppedContainers(cli, [{"name": "db", "id": "abc", "auto_remove": False}], 5) as paused:
         pass
-    assert paused.result() == {"stopped_containers": ["db"], "started_containers": []}
+    assert paused.result() == {"stopped_containers": ["db"], "started_containers": [], "deferred_signals": []}
     assert paused.describe() == "did not start again: db (docker start db failed: Error: start refused)"
 
 
 def test_a_failed_stop_starts_the_ones_already_stopped(tmp_path):
     cli, log = fake_docker(tmp_path, "stop")
-    with pytest.raises(RestoreError, match=r"^docker stop db failed: Error: stop refused; nothing was restored$"):
+    with pytest.raises(RestoreError, match=r"^docker stop db failed: Error: stop refused; nothing was restored; "
+                                           r"stopped and started again: db$"):
         with volumes.StoppedContainers(cli, [{"name": "db", "id": "abc", "auto_remove": False}], 5):
             raise AssertionError("not reached")
-    assert log.read_text().splitlines() == ["stop --time 5 abc"]
+    # a stop that failed may have stopped it all the same: it is started again (a no-op when running)
+    assert log.read_text().splitlines() == ["stop --time 5 abc", "start abc"]
+
+
+def test_sigterm_while_containers_are_stopped_is_held_until_they_run_again(tmp_path):
+    cli, log = fake_docker(tmp_path, "none")
+
+    def terminate(signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with volumes.StoppedContainers(cli, [{"name": "db", "id": "abc", "auto_remove": False}], 5) as paused:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            log.write_text(log.read_text() + "swap\n")  # reached: the signal did not interrupt the swap
+        assert log.read_text().splitlines() == ["stop --time 5 abc", "swap", "start abc"]
+        assert paused.deferred_signals == ["SIGTERM"]
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_sweep_removes_only_old_work_directories_of_our_naming(tmp_path):
