@@ -477,19 +477,17 @@ def refuse_running_restore(source, containers, stop_containers):
     if not containers:
         return
     names = ", ".join(container["name"] for container in containers)
-    plural = "s" if len(containers) > 1 else ""
+    plural, them = ("s", "them") if len(containers) > 1 else ("", "it")
     if not stop_containers:
         raise LockError("%s is in use by running container%s %s: a running container keeps the directory it "
                         "was started with, so it would not see the restored data; stop %s first, or set "
                         "stop_containers: true to stop %s and start %s again around the swap"
-                        % (source.describe(), plural, names, "them" if plural else "it", "them" if plural else "it",
-                           "them" if plural else "it"))
+                        % (source.describe(), plural, names, them, them, them))
     removed = [container["name"] for container in containers if container["auto_remove"]]
     if removed:
+        plural, them = ("s", "them") if len(removed) > 1 else ("", "it")
         raise LockError("container%s %s (started with --rm) would be removed by docker stop and could not be "
-                        "started again: stop %s yourself, then restore" % ("s" if len(removed) > 1 else "",
-                                                                          ", ".join(removed),
-                                                                          "them" if len(removed) > 1 else "it"))
+                        "started again: stop %s yourself, then restore" % (plural, ", ".join(removed), them))
 
 
 class StoppedContainers:
