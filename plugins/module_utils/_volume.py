@@ -4,7 +4,10 @@
 """Backups of a data directory as a tarball: a Docker named volume or a host directory (BK9).
 
 A database data directory is only consistent when its server is stopped, so both directions
-refuse while a running container mounts the directory, unless told otherwise.
+refuse while a running container mounts the directory. A backup may be told to copy anyway
+(allow_running). A restore never swaps a directory under a running container, which would keep
+the directory it was started with: it stops those containers for the swap and starts them again
+(stop_containers), or refuses.
 
 Backup: ``tar --numeric-owner -cf - .`` -> a tar header counter -> the db_backup stream
 (compression, sha256, store) -> the manifest, written last, with the same fields as a database
@@ -14,6 +17,8 @@ Restore: the object streams (sha256 and size checked by the db_restore feed) int
 ``tar -x`` in a new directory beside the target; only when the checksum matched, tar exited 0
 and the unpacked tree has the manifest's entry and byte counts is the target renamed aside
 (kept as ``<dir>.pre-restore-<stamp>``) and the new directory renamed into its place.
+Sparse files travel as data and a hole map (``tar --sparse``); Unix sockets are left out by tar
+and named in a warning.
 
 Docker is asked through its CLI (argument lists, no shell): it is installed wherever the engine
 is, honours DOCKER_HOST and contexts like the operator's own commands, and two read-only queries
@@ -490,6 +495,14 @@ def refuse_running_restore(source, containers, stop_containers):
                         "started again: stop %s yourself, then restore" % (plural, ", ".join(removed), them))
 
 
+def _refuse_newly_running(source, containers):
+    if containers:
+        raise RestoreError("container%s %s started using %s while the others were stopped for the swap; nothing "
+                           "was restored" % ("s" if len(containers) > 1 else "",
+                                             ", ".join(container["name"] for container in containers),
+                                             source.describe()))
+
+
 class StoppedContainers:
     """``docker stop`` the given containers for a ``with`` block and ``docker start`` them again
     on the way out, whatever happens inside. ``stopped``, ``started`` and ``start_failures``
@@ -623,15 +636,22 @@ def restore_volume(store, source, spec, backup_id=None, force=False, keep_previo
     try:
         if verify_only:
             return result
+        # Without keep_previous the replaced directory is deleted after the containers run again.
+        aside = result["previous"] or _workdir(os.path.dirname(target), "replaced")
         with StoppedContainers(source.docker_cli, to_stop, stop_timeout) as paused:
             if to_stop:
                 # One started in the meantime (or brought back by a restart policy) would keep the old data.
-                refuse_running_restore(source, source.running_containers(RestoreError), False)
-            result["previous"] = swap_in(workdir, target, exists, result["previous"])
+                _refuse_newly_running(source, source.running_containers(RestoreError))
+            swap_in(workdir, target, exists, aside)
         result.update(paused.result())
         if paused.start_failures:
             raise RestoreError("restored backup %s into %s, but %s" % (entry.backup_id, target, paused.describe()),
                                changed=True, **result)
+        if exists and not keep_previous:
+            try:
+                shutil.rmtree(aside, ignore_errors=True)
+            except KeyboardInterrupt:  # SIGTERM: the restore is done; a later restore sweeps the rest
+                result["left_behind"] = aside
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # gone already unless the swap did not happen
         result["duration_seconds"] = round(time.monotonic() - clock, 3)

@@ -241,6 +241,10 @@ def main():
     if deferred:
         module.warn("%s arrived while containers were stopped for the swap: the restore was finished and the "
                     "containers started again first" % " and ".join(deferred))
+    left_behind = result.pop("left_behind", None)
+    if left_behind:
+        module.warn("interrupted while deleting the replaced directory %s after the restore; a later restore "
+                    "beside it removes it once it is a day old" % left_behind)
     backup_id = result["backup"]["id"]
     if params["verify_only"]:
         verb = "would verify" if module.check_mode else "verified"
