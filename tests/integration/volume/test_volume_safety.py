@@ -79,6 +79,15 @@ def test_restore_under_a_running_container_stops_it_or_is_refused(run_tasks, doc
     assert (previous / "marker").read_text() == "live\n" and not (previous / "after").exists()
     assert restore_workdirs(parent) == []
 
+    # Without keep_previous the replaced directory goes, but only what the stopped container used.
+    run = run_tasks([task("restore again", "volume_restore", dict(params, stop_containers=True, stop_timeout=1,
+                                                                  keep_previous=False))])
+    again = ok(run, "restore again")
+    assert again["previous"] is None and again["started_containers"] == [container]
+    assert container_running(container) and read_in(container, "marker") == "from the backup\n"
+    assert docker("exec", container, "/bin/busybox", "ls", "/data").stdout.split() == ["marker"]
+    assert sorted(os.listdir(parent)) == sorted(["_data", previous.name])
+
 
 def test_sparse_files_are_stored_as_holes_and_restored_sparse(tmp_path, run_tasks, local_store):
     data = tmp_path / "sparse"
