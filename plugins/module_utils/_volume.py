@@ -4,7 +4,10 @@
 """Backups of a data directory as a tarball: a Docker named volume or a host directory (BK9).
 
 A database data directory is only consistent when its server is stopped, so both directions
-refuse while a running container mounts the directory, unless told otherwise.
+refuse while a running container mounts the directory. A backup may be told to copy anyway
+(allow_running). A restore never swaps a directory under a running container, which would keep
+the directory it was started with: it stops those containers for the swap and starts them again
+(stop_containers), or refuses.
 
 Backup: ``tar --numeric-owner -cf - .`` -> a tar header counter -> the db_backup stream
 (compression, sha256, store) -> the manifest, written last, with the same fields as a database
@@ -14,6 +17,8 @@ Restore: the object streams (sha256 and size checked by the db_restore feed) int
 ``tar -x`` in a new directory beside the target; only when the checksum matched, tar exited 0
 and the unpacked tree has the manifest's entry and byte counts is the target renamed aside
 (kept as ``<dir>.pre-restore-<stamp>``) and the new directory renamed into its place.
+Sparse files travel as data and a hole map (``tar --sparse``); Unix sockets are left out by tar
+and named in a warning.
 
 Docker is asked through its CLI (argument lists, no shell): it is installed wherever the engine
 is, honours DOCKER_HOST and contexts like the operator's own commands, and two read-only queries
@@ -27,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -35,18 +41,22 @@ from ansible_collections.runbook.ops.plugins.module_utils import _backup as back
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
 from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
-    BackupError, IntegrityError, LockError, ParameterError, RestoreError)
+    BackupError, IntegrityError, LockError, ParameterError, RestoreError, RunbookError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    CHUNK_SIZE, ProcessOutput)
+    CHUNK_SIZE, ProcessOutput, zstandard)
 
 ENGINE = "volume"
 DUMP_FORMAT = "tar"
 TAR_BLOCK = 512
-_VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VOLUME_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # always with fullmatch: "$" accepts a trailing "\n"
 # GNU tar member types that describe the next member instead of being one.
 _META_TYPES = frozenset(b"LKxgXV")
 # Member types whose payload is file content.
 _DATA_TYPES = frozenset(b"07\0")
+# An old-GNU sparse member (tar --sparse): its size field is the data stored, its real size is
+# at 483; a set byte at 482 means extension blocks of the sparse map follow the header (each with
+# its own flag at 504) before the data.
+_SPARSE_TYPE = ord("S")
 _TAR_ENV_OVERRIDES = {"LC_ALL": "C"}  # tar's messages end up in ours: keep them in English
 
 
@@ -59,7 +69,7 @@ class VolumeSource:
         if bool(volume) == bool(path):
             raise ParameterError("give exactly one of volume (a Docker named volume) or path (a host directory)%s"
                                  % (", not both" if volume else ""))
-        if volume and not _VOLUME_NAME_RE.match(volume):
+        if volume and not _VOLUME_NAME_RE.fullmatch(volume):
             raise ParameterError("volume %r is not a Docker volume name (letters, digits, '_', '.', '-')" % volume)
         if path:
             if not os.path.isabs(path):
@@ -90,6 +100,12 @@ class VolumeSource:
     def running_users(self, error_cls):
         """Names of the running containers that mount this directory, or None when Docker cannot be
         asked (no CLI or no engine), which only a host directory tolerates."""
+        found = self.running_containers(error_cls)
+        return None if found is None else sorted({container["name"] for container in found})
+
+    def running_containers(self, error_cls):
+        """The running containers that mount this directory ({name, id, auto_remove}, by name), or
+        None when Docker cannot be asked."""
         try:
             ids = _docker(self.docker_cli, ["ps", "--quiet", "--no-trunc"], error_cls).split()
             if not ids:
@@ -101,7 +117,7 @@ class VolumeSource:
             return None
         except ValueError as exc:
             raise error_cls("docker inspect returned something that is not JSON: %s" % exc) from None
-        return containers_using(inspected, self.directory(error_cls), self.volume)
+        return matching_containers(inspected, self.directory(error_cls), self.volume)
 
     def spec(self, service, compression="zstd", compression_level=None, tmp_dir=None):
         """A BackupSpec for the catalog and the stream code of db_backup."""
@@ -154,18 +170,26 @@ def _overlaps(first, second):
     return first == second or first.startswith(second.rstrip("/") + "/") or second.startswith(first.rstrip("/") + "/")
 
 
-def containers_using(inspected, directory, volume=None):
-    """Names of the containers (``docker inspect`` output) that mount ``volume`` or a path
-    overlapping ``directory``, sorted."""
+def matching_containers(inspected, directory, volume=None):
+    """The containers (``docker inspect`` output) that mount ``volume`` or a path overlapping
+    ``directory``, as {name, id, auto_remove} sorted by name."""
     directory = os.path.normpath(directory)
-    names = set()
+    found = {}
     for container in inspected:
         for mount in container.get("Mounts") or []:
             source = mount.get("Source") or ""
             if (volume and mount.get("Type") == "volume" and mount.get("Name") == volume) or \
                     (source and _overlaps(os.path.normpath(source), directory)):
-                names.add((container.get("Name") or container.get("Id", "?")[:12]).lstrip("/"))
-    return sorted(names)
+                ident = container.get("Id") or "?"
+                found[ident] = {"name": (container.get("Name") or ident[:12]).lstrip("/"), "id": ident,
+                                "auto_remove": bool((container.get("HostConfig") or {}).get("AutoRemove"))}
+    return sorted(found.values(), key=lambda container: container["name"])
+
+
+def containers_using(inspected, directory, volume=None):
+    """Names of the containers (``docker inspect`` output) that mount ``volume`` or a path
+    overlapping ``directory``, sorted."""
+    return sorted({container["name"] for container in matching_containers(inspected, directory, volume)})
 
 
 def refuse_running(source, users, action, allow_running):
@@ -187,6 +211,8 @@ class TarCounter:
         self._source = source
         self._buffer = bytearray()
         self._skip = 0  # bytes of member data (with padding) before the next header
+        self._extensions = False  # sparse map extension blocks follow before the data
+        self._pending_skip = 0  # the data to skip once the extension blocks are read
         self._ended = False
         self.count = 0
         self.bytes = 0
@@ -212,7 +238,10 @@ class TarCounter:
             view = view[need:]
             if len(self._buffer) == TAR_BLOCK:
                 header, self._buffer = bytes(self._buffer), bytearray()
-                self._header(header)
+                if self._extensions:
+                    self._extension(header)
+                else:
+                    self._header(header)
 
     def _header(self, header):
         if header == b"\0" * TAR_BLOCK:
@@ -229,6 +258,15 @@ class TarCounter:
         self.count += 1
         if kind in _DATA_TYPES:
             self.bytes += size
+        elif kind == _SPARSE_TYPE:
+            self.bytes += tar_number(header[483:495])
+            if header[482]:
+                self._extensions, self._pending_skip, self._skip = True, self._skip, 0
+
+    def _extension(self, block):
+        """A sparse map extension block: another follows while its byte 504 is set."""
+        if not block[504]:
+            self._extensions, self._skip, self._pending_skip = False, self._pending_skip, 0
 
     def files(self):
         return {"count": self.count, "bytes": self.bytes}
@@ -258,6 +296,23 @@ def tree_files(directory):
                 total += info.st_size
         # os.walk does not descend into symlinked directories: neither does tar.
     return {"count": count, "bytes": total}
+
+
+def unix_sockets(directory, limit=1000):
+    """Relative paths of the Unix sockets below ``directory`` (tar leaves them out: a socket is
+    created by the process that listens on it, not restored), at most ``limit``."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    found.append(os.path.relpath(path, directory))
+            except FileNotFoundError:
+                continue
+            if len(found) >= limit:
+                return sorted(found)
+    return sorted(found)
 
 
 def tar_version():
@@ -293,7 +348,8 @@ def plan_volume_backup(store, source, spec, allow_running=False):
     store.check_access(write=True)
     backup_id, key = backups.new_object(spec)
     return {"id": backup_id, "object": key, "location": store.location(key), "directory": directory,
-            "running_containers": users or [], "containers_checked": users is not None}
+            "running_containers": users or [], "containers_checked": users is not None,
+            "skipped_sockets": unix_sockets(directory)}
 
 
 def take_volume_backup(store, source, spec, allow_running=False):
@@ -305,8 +361,11 @@ def take_volume_backup(store, source, spec, allow_running=False):
     started = manifests.utcnow()
     clock = time.monotonic()
     backup_id, key = backups.new_object(spec, started)
-    tar = ProcessOutput(["tar", "--numeric-owner", "-C", directory, "-cf", "-", "."], _tar_env(), BackupError,
-                        "tar of %s" % directory)
+    sockets = unix_sockets(directory)
+    # --sparse: holes are found with SEEK_HOLE and stored as a map, not read as zeros, and come
+    # back as holes (a 1 GiB sparse file is a few KiB of tarball and stays sparse when restored).
+    tar = ProcessOutput(["tar", "--sparse", "--numeric-owner", "-C", directory, "-cf", "-", "."], _tar_env(),
+                        BackupError, "tar of %s" % directory)
     counter = TarCounter(tar)
     size, sha256 = backups.stream_process_to_store(store, key, tar, spec, reader=counter)
     stored = {"size": size, "sha256": sha256, "raw_size": counter.size, "row_counts": {},
@@ -315,7 +374,8 @@ def take_volume_backup(store, source, spec, allow_running=False):
     manifest = backups.write_manifest(
         store, spec, backup_id, key, stored, started, clock, "runbook.ops.volume_backup",
         extra={"files": counter.files(), "source": {"kind": source.kind, "volume": source.volume, "directory": directory},
-               "running_containers": users or [], "containers_checked": users is not None})
+               "running_containers": users or [], "containers_checked": users is not None,
+               "skipped_sockets": sockets})
     manifest["location"] = store.location(key)
     manifest["directory"] = directory
     return manifest
@@ -329,6 +389,42 @@ def _docker_version(cli):
 
 
 # --- restore -------------------------------------------------------------------------------------
+
+# Work directories of a restore beside the target: the unpacked backup before the swap, and the
+# replaced directory while it is deleted (keep_previous: false). A run that ends normally, fails
+# or gets SIGTERM removes its own; what a SIGKILL or a power cut leaves is swept by a later
+# restore into the same directory once older than this (a restore still running is younger).
+WORKDIR_RE = re.compile(r"\.rbops-(restore|replaced)-[0-9a-f]{8}")
+STALE_WORKDIR_SECONDS = 24 * 3600
+
+
+def _workdir(parent, kind):
+    return os.path.join(parent, ".rbops-%s-%s" % (kind, secrets.token_hex(4)))
+
+
+def sweep_workdirs(parent, older_than_seconds=STALE_WORKDIR_SECONDS, now=None):
+    """Remove the restore work directories of our own naming in ``parent`` older than the limit;
+    returns their paths."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not WORKDIR_RE.fullmatch(name):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or now - info.st_mtime < older_than_seconds:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
 
 def previous_name(target, now=None):
     """Where the replaced directory is kept: ``<dir>.pre-restore-<stamp>``, unique."""
@@ -360,8 +456,8 @@ def unpack(store, manifest, directory):
     """Stream a checked backup into ``tar -x`` in a new private directory inside ``directory``
     and compare the tree with the manifest's ``files``; returns the new directory's path and
     its ``files`` figure.
-    Nothing outside the new directory is touched; it is removed on any failure."""
-    workdir = os.path.join(directory, ".rbops-restore-%s" % secrets.token_hex(4))
+    Nothing outside the new directory is touched; it is removed on any failure or interruption."""
+    workdir = _workdir(directory, "restore")
     os.mkdir(workdir, 0o700)
     try:
         restores.pipe_into(
@@ -379,19 +475,149 @@ def unpack(store, manifest, directory):
     return workdir, actual
 
 
-def restore_volume(store, source, spec, backup_id=None, force=False, keep_previous=True, allow_running=False,
-                   verify_only=False, check_mode=False):
-    """The volume_restore flow; returns what was (or would be) done."""
+def refuse_running_restore(source, containers, stop_containers):
+    """LockError while running containers use the restore target and may not be stopped: a
+    container's mount keeps the directory it was started with, so a directory swapped in by
+    renames is not what it sees (and writes to) until it starts again."""
+    if not containers:
+        return
+    names = ", ".join(container["name"] for container in containers)
+    plural, them = ("s", "them") if len(containers) > 1 else ("", "it")
+    if not stop_containers:
+        raise LockError("%s is in use by running container%s %s: a running container keeps the directory it "
+                        "was started with, so it would not see the restored data; stop %s first, or set "
+                        "stop_containers: true to stop %s and start %s again around the swap"
+                        % (source.describe(), plural, names, them, them, them))
+    removed = [container["name"] for container in containers if container["auto_remove"]]
+    if removed:
+        plural, them = ("s", "them") if len(removed) > 1 else ("", "it")
+        raise LockError("container%s %s (started with --rm) would be removed by docker stop and could not be "
+                        "started again: stop %s yourself, then restore" % (plural, ", ".join(removed), them))
+
+
+def _refuse_newly_running(source, containers):
+    if containers:
+        raise RestoreError("container%s %s started using %s while the others were stopped for the swap; nothing "
+                           "was restored" % ("s" if len(containers) > 1 else "",
+                                             ", ".join(container["name"] for container in containers),
+                                             source.describe()))
+
+
+class StoppedContainers:
+    """``docker stop`` the given containers for a ``with`` block and ``docker start`` them again
+    on the way out, whatever happens inside. ``stopped``, ``started`` and ``start_failures``
+    ({name: message}) say what was done.
+
+    SIGTERM and SIGINT are held from the first ``docker stop`` until every container was started
+    again: a signal in between (a job cancel while ``docker stop`` waits) would otherwise leave a
+    container stopped, or a swapped directory reported as a failure. A signal that arrived meanwhile
+    is then discarded and ``deferred_signals`` names it, so the caller can report both what was
+    done and that it was asked to stop."""
+
+    _HELD = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, docker_cli, containers, timeout):
+        self.docker_cli = docker_cli
+        self.containers = list(containers)
+        self.timeout = timeout
+        self.stopped = []
+        self.started = []
+        self.start_failures = {}
+        self.deferred_signals = []
+        self._touched = []  # stop was asked for: start them again even when the stop failed half-way
+        self._mask = None
+
+    def _command(self, verb, container, *options):
+        try:
+            _docker(self.docker_cli, [verb] + list(options) + [container["id"]], RestoreError)
+        except _DockerUnavailable as exc:
+            raise RestoreError("docker %s %s failed: %s" % (verb, container["name"], exc)) from None
+        except RestoreError as exc:
+            raise RestoreError("docker %s %s failed: %s" % (verb, container["name"], str(exc).split(": ", 1)[-1])) \
+                from None
+
+    def __enter__(self):
+        if self.containers:
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._HELD)
+        try:
+            for container in self.containers:
+                self._touched.append(container)
+                self._command("stop", container, "--time", str(self.timeout))
+                self.stopped.append(container)
+        except RestoreError as exc:
+            self._start_again()
+            self._release()
+            text = "; %s" % self.describe() if self.started or self.start_failures else ""
+            raise RestoreError("%s; nothing was restored%s" % (exc, text), **self.result()) from None
+        except BaseException:
+            self._start_again()
+            self._release()
+            raise
+        return self
+
+    def _start_again(self):
+        for container in self._touched:
+            try:
+                self._command("start", container)
+                self.started.append(container["name"])
+            except RestoreError as exc:
+                self.start_failures[container["name"]] = str(exc)
+
+    def _release(self):
+        """Unblock the held signals, discarding (and recording) those that arrived meanwhile."""
+        if self._mask is None:
+            return
+        pending = signal.sigpending()
+        for signum in self._HELD:
+            if signum in pending:
+                self.deferred_signals.append(signal.Signals(signum).name)
+                signal.signal(signum, signal.SIG_IGN)  # consumed when unblocked below, instead of raising
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+        self._mask = None
+
+    def __exit__(self, kind, exc, traceback):
+        self._start_again()
+        self._release()
+        if isinstance(exc, RunbookError) and self._touched:
+            exc.args = ("%s; %s" % (exc.args[0], self.describe()),) + exc.args[1:]
+            exc.details.update(self.result())
+        return False
+
+    def result(self):
+        return {"stopped_containers": [container["name"] for container in self.stopped],
+                "started_containers": list(self.started), "deferred_signals": list(self.deferred_signals)}
+
+    def describe(self):
+        text = "stopped and started again: %s" % ", ".join(self.started) if self.started else ""
+        if self.start_failures:
+            text += "%sdid not start again: %s" % ("; " if text else "", "; ".join(
+                "%s (%s)" % item for item in sorted(self.start_failures.items())))
+        return text
+
+
+def restore_volume(store, source, spec, backup_id=None, force=False, keep_previous=True, stop_containers=False,
+                   stop_timeout=30, verify_only=False, check_mode=False, require_library=None):
+    """The volume_restore flow; returns what was (or would be) done.
+
+    ``require_library(name)`` is called with the name of a Python library the backup needs and
+    this host lacks (zstandard), before anything is unpacked or changed."""
+    if stop_timeout is None or stop_timeout < 0:
+        raise ParameterError("stop_timeout must be 0 or more seconds, got %s" % stop_timeout)
     target = source.directory(RestoreError)
     entry, manifest = backups.resolve_backup(store, spec, backup_id)
     if manifest["engine"] != ENGINE:
         raise RestoreError("backup %s is a %s backup, not a volume tarball" % (entry.backup_id, manifest["engine"]))
+    if manifest.get("compression") == "zstd" and zstandard is None and require_library is not None:
+        require_library("zstandard")
     exists = _check_target(target)
-    users = [] if verify_only else source.running_users(RestoreError)
+    containers = [] if verify_only else source.running_containers(RestoreError)
+    to_stop = containers or []
     result = {"backup": restores.summary(store, manifest), "target": target, "previous": None, "verified": False,
-              "running_containers": users or [], "containers_checked": users is not None}
+              "running_containers": [container["name"] for container in to_stop],
+              "containers_checked": containers is not None, "stopped_containers": [], "started_containers": [],
+              "deferred_signals": []}
     if not verify_only:
-        refuse_running(source, users, "replaced", allow_running)
+        refuse_running_restore(source, to_stop, stop_containers)
         if exists and not _is_empty(target) and not force:
             where = "%s (%s)" % (source.describe(), target) if source.volume else target
             raise RestoreError("%s is not empty: refusing to restore over it; set force: true to replace it with "
@@ -399,28 +625,43 @@ def restore_volume(store, source, spec, backup_id=None, force=False, keep_previo
         if exists and keep_previous:
             result["previous"] = previous_name(target)
     if check_mode:
+        result["stopped_containers"] = result["running_containers"]  # would be stopped, then started again
         return result
     clock = time.monotonic()
+    sweep_workdirs(os.path.dirname(target))
+    # Unpacked and checked while the containers still run: they are stopped only for the renames.
     workdir, actual = unpack(store, manifest, os.path.dirname(target))
     result["files"] = actual
     result["verified"] = True
-    if verify_only:
-        shutil.rmtree(workdir, ignore_errors=True)
-        result["duration_seconds"] = round(time.monotonic() - clock, 3)
-        return result
     try:
-        result["previous"] = swap_in(workdir, target, exists, result["previous"])
-    except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    result["duration_seconds"] = round(time.monotonic() - clock, 3)
+        if verify_only:
+            return result
+        # Without keep_previous the replaced directory is deleted after the containers run again.
+        aside = result["previous"] or _workdir(os.path.dirname(target), "replaced")
+        with StoppedContainers(source.docker_cli, to_stop, stop_timeout) as paused:
+            if to_stop:
+                # One started in the meantime (or brought back by a restart policy) would keep the old data.
+                _refuse_newly_running(source, source.running_containers(RestoreError))
+            swap_in(workdir, target, exists, aside)
+        result.update(paused.result())
+        if paused.start_failures:
+            raise RestoreError("restored backup %s into %s, but %s" % (entry.backup_id, target, paused.describe()),
+                               changed=True, **result)
+        if exists and not keep_previous:
+            try:
+                shutil.rmtree(aside, ignore_errors=True)
+            except KeyboardInterrupt:  # SIGTERM: the restore is done; a later restore sweeps the rest
+                result["left_behind"] = aside
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # gone already unless the swap did not happen
+        result["duration_seconds"] = round(time.monotonic() - clock, 3)
     return result
 
 
 def swap_in(workdir, target, exists, previous):
     """Rename ``target`` aside (to ``previous``, or delete it when None) and ``workdir`` into
     its place; returns where the old directory is kept, if anywhere."""
-    aside = previous or "%s.rbops-replaced-%s" % (target, secrets.token_hex(4))
+    aside = previous or _workdir(os.path.dirname(target), "replaced")
     try:
         if exists:
             os.rename(target, aside)

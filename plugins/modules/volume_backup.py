@@ -15,6 +15,8 @@ description:
   - The tar stream goes through compression and a sha256 hash into the store, in constant memory and
     without a temporary copy. A C(tar) that fails (an unreadable file, a vanished directory) fails the
     task and leaves no backup.
+  - Sparse files are stored as their data and a map of their holes (C(tar --sparse)), and come back sparse.
+    Unix sockets cannot be stored; they are left out with a warning naming them.
   - A manifest is written last, beside the data object, with the same fields as a database backup of
     M(runbook.ops.db_backup) (engine C(volume), the volume or directory as the database) and C(files),
     the number of entries and bytes of file content in the tarball. M(runbook.ops.backup_info) lists
@@ -26,28 +28,8 @@ description:
 author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.store
+  - runbook.ops.volume_source
 options:
-  service:
-    description:
-      - Name of the service whose backups these are; it is the folder of its backups in the store.
-      - Letters, digits, C(.), C(_) and C(-).
-    type: str
-    required: true
-  volume:
-    description:
-      - Docker named volume to back up (its C(Mountpoint) from C(docker volume inspect)); a local volume.
-      - Exactly one of O(volume) and O(path) is required.
-    type: str
-  path:
-    description:
-      - Absolute path of a host directory to back up.
-      - Exactly one of O(volume) and O(path) is required.
-    type: path
-  label:
-    description:
-      - Name of the backups in the catalog (the C(database) part of the backup id).
-      - Defaults to O(volume), or the last component of O(path).
-    type: str
   allow_running:
     description:
       - Back up even while running containers mount the directory. The copy of a live database data
@@ -55,12 +37,6 @@ options:
       - C(tar) still fails when a file changes while it is read.
     type: bool
     default: false
-  docker_cli:
-    description:
-      - The docker command used to find the volume and the containers that use it.
-      - For O(path), the container check is skipped (with a warning) when Docker is not installed or not running.
-    type: str
-    default: docker
   compression:
     description: Compression of the stored tarball.
     type: str
@@ -168,6 +144,13 @@ backup:
       type: list
       elements: str
       sample: []
+    skipped_sockets:
+      description:
+        - Unix sockets below the directory, relative to it. C(tar) leaves sockets out (the process that
+          listens on one creates it); each run names them in a warning.
+      type: list
+      elements: str
+      sample: [run/app.sock]
 deleted:
   description: Ids of the backups retention deleted (in check mode, would delete).
   returned: always
@@ -180,13 +163,15 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 from ansible_collections.runbook.ops.plugins.module_utils._streams import zstandard
+from ansible_collections.runbook.ops.plugins.module_utils._store import boto3
 
 
 def main():
+    handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec=merged(
             STORE_OPTIONS, VOLUME_SOURCE_OPTIONS,
@@ -201,6 +186,8 @@ def main():
     params = module.params
     if params["compression"] == "zstd" and zstandard is None:
         module.fail_json(msg=missing_required_lib("zstandard"))
+    if params["store"]["type"] == "s3" and boto3 is None:
+        module.fail_json(msg=missing_required_lib("boto3"))
     try:
         if params["keep_last"] is not None and params["keep_last"] < 1:
             raise ParameterError("keep_last must be at least 1")
@@ -234,6 +221,12 @@ def _warn_unchecked(module, planned):
     if not planned["containers_checked"]:
         module.warn("Docker could not be asked which containers use %s; make sure no database server writes to it"
                     % planned["directory"])
+    sockets = planned.get("skipped_sockets") or []
+    if sockets:
+        module.warn("%d Unix socket%s in %s cannot be backed up and %s left out (the process listening on a socket "
+                    "creates it again): %s" % (len(sockets), "s" if len(sockets) > 1 else "", planned["directory"],
+                                               "are" if len(sockets) > 1 else "is", ", ".join(sockets[:20])
+                                               + (", ..." if len(sockets) > 20 else "")))
 
 
 if __name__ == "__main__":

@@ -19,32 +19,20 @@ description:
     it was.
   - The replacement is two renames; the previous directory is kept as C(<dir>.pre-restore-<stamp>)
     (O(keep_previous)). For a Docker volume the target is the volume's C(Mountpoint) directory.
-  - Refuses to restore over a non-empty directory unless O(force=true), and while a running container
-    mounts the volume or directory (naming the containers) unless O(allow_running=true).
+  - Refuses to restore over a non-empty directory unless O(force=true).
+  - A running container keeps the directory it was started with, so it would not see a directory swapped
+    in under it (and would go on writing to the replaced one). The module therefore refuses while a running
+    container mounts the volume or directory, naming the containers, unless O(stop_containers=true). Then
+    the backup is unpacked and checked first, the containers are stopped only for the swap, and they are
+    started again afterwards whatever happens (an error or SIGTERM included).
+  - An interrupted or failed restore removes its work directory. Work directories of a restore that was
+    killed (SIGKILL, a power cut) are removed by a later restore into the same place once a day old.
   - O(verify_only=true) unpacks and checks the backup the same way, then removes it; the target is not touched.
 author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.store
+  - runbook.ops.volume_source
 options:
-  service:
-    description: Name of the service whose backups to restore (the folder of its backups in the store).
-    type: str
-    required: true
-  volume:
-    description:
-      - Docker named volume to restore into; it must exist (C(docker volume create)).
-      - Exactly one of O(volume) and O(path) is required.
-    type: str
-  path:
-    description:
-      - Absolute path of the host directory to restore; its parent directory must exist.
-      - Exactly one of O(volume) and O(path) is required.
-    type: path
-  label:
-    description:
-      - Name of the backups to restore (the C(database) part of the backup id), when it is not
-        O(volume) or the last component of O(path).
-    type: str
   backup_id:
     description: Backup to restore. Defaults to the newest complete backup of the service and label.
     type: str
@@ -58,8 +46,26 @@ options:
         deleted after the swap.
     type: bool
     default: true
+  stop_containers:
+    description:
+      - Stop the running containers that mount the volume or directory (C(docker stop)) just before the swap
+        and start them again (C(docker start)) right after it, also when the swap fails. RV(stopped_containers)
+        and RV(started_containers) say what was done. A container that does not start again fails the task,
+        with C(changed=true) when the data was restored.
+      - Containers started with C(--rm) are refused, since stopping them would remove them.
+      - SIGTERM and SIGINT (a job cancel, C(timeout)) are held from the first C(docker stop) until the
+        containers run again, so the swap is finished and reported as it happened (with a warning) instead
+        of leaving a container stopped. Before that point they end the task and remove its work directory.
+    type: bool
+    default: false
+  stop_timeout:
+    description: Seconds C(docker stop) gives each container to stop before it is killed.
+    type: int
+    default: 30
   allow_running:
-    description: Restore even while running containers mount the directory.
+    description:
+      - Deprecated; no longer has any effect. A restore never swaps a directory under a running container,
+        which would keep seeing (and writing to) the replaced one; use O(stop_containers=true).
     type: bool
     default: false
   verify_only:
@@ -68,12 +74,6 @@ options:
         against the manifest, then remove it. The target and its users are left alone.
     type: bool
     default: false
-  docker_cli:
-    description:
-      - The docker command used to find the volume and the containers that use it.
-      - For O(path), the container check is skipped (with a warning) when Docker is not installed or not running.
-    type: str
-    default: docker
 attributes:
   check_mode:
     support: full
@@ -93,11 +93,12 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Restore the latest backup of the PostgreSQL data volume (the container is stopped)
+- name: Restore the latest backup of the PostgreSQL data volume, stopping its container for the swap
   runbook.ops.volume_restore:
     service: tasktracker
     volume: tasktracker_postgres_staging_data
     force: true
+    stop_containers: true
     store:
       type: s3
       bucket: acme-backups
@@ -167,11 +168,23 @@ files:
   type: dict
   sample: {"count": 1520, "bytes": 52101120}
 running_containers:
-  description: Running containers that used the directory (only with O(allow_running=true)).
+  description: Running containers that used the directory when the restore started.
   returned: always
   type: list
   elements: str
-  sample: []
+  sample: [tasktracker_postgres_1]
+stopped_containers:
+  description: Containers stopped for the swap (O(stop_containers=true)); in check mode, those that would be.
+  returned: always
+  type: list
+  elements: str
+  sample: [tasktracker_postgres_1]
+started_containers:
+  description: Containers started again after the swap; empty in check mode.
+  returned: always
+  type: list
+  elements: str
+  sample: [tasktracker_postgres_1]
 duration_seconds:
   description: How long unpacking and swapping took.
   returned: success, not in check mode
@@ -179,15 +192,17 @@ duration_seconds:
   sample: 2.1
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
-from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
+from ansible_collections.runbook.ops.plugins.module_utils._store import boto3
 
 
 def main():
+    handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec=merged(
             STORE_OPTIONS, VOLUME_SOURCE_OPTIONS,
@@ -195,11 +210,18 @@ def main():
             force={"type": "bool", "default": False},
             keep_previous={"type": "bool", "default": True},
             allow_running={"type": "bool", "default": False},
+            stop_containers={"type": "bool", "default": False},
+            stop_timeout={"type": "int", "default": 30},
             verify_only={"type": "bool", "default": False},
         ),
         supports_check_mode=True,
     )
     params = module.params
+    if params["store"]["type"] == "s3" and boto3 is None:
+        module.fail_json(msg=missing_required_lib("boto3"))
+    if params["allow_running"]:
+        module.warn("allow_running is deprecated for volume_restore and has no effect: a running container would "
+                    "not see the restored directory; use stop_containers: true")
     try:
         source = volumes.VolumeSource(volume=params["volume"], path=params["path"], label=params["label"],
                                       docker_cli=params["docker_cli"])
@@ -207,13 +229,22 @@ def main():
         store = store_from_params(params["store"])
         result = volumes.restore_volume(
             store, source, spec, backup_id=params["backup_id"], force=params["force"],
-            keep_previous=params["keep_previous"], allow_running=params["allow_running"],
-            verify_only=params["verify_only"], check_mode=module.check_mode)
+            keep_previous=params["keep_previous"], stop_containers=params["stop_containers"],
+            stop_timeout=params["stop_timeout"], verify_only=params["verify_only"], check_mode=module.check_mode,
+            require_library=lambda name: module.fail_json(msg=missing_required_lib(name)))
     except RunbookError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     if not result["containers_checked"] and not params["verify_only"]:
         module.warn("Docker could not be asked which containers use %s; make sure no database server writes to it"
                     % result["target"])
+    deferred = result.pop("deferred_signals", None)
+    if deferred:
+        module.warn("%s arrived while containers were stopped for the swap: the restore was finished and the "
+                    "containers started again first" % " and ".join(deferred))
+    left_behind = result.pop("left_behind", None)
+    if left_behind:
+        module.warn("interrupted while deleting the replaced directory %s after the restore; a later restore "
+                    "beside it removes it once it is a day old" % left_behind)
     backup_id = result["backup"]["id"]
     if params["verify_only"]:
         verb = "would verify" if module.check_mode else "verified"
@@ -222,6 +253,10 @@ def main():
         module.exit_json(changed=False, msg=msg, **result)
     verb = "would restore" if module.check_mode else "restored"
     kept = "; previous directory kept as %s" % result["previous"] if result["previous"] else ""
+    if result["stopped_containers"]:
+        kept += "; %s container%s %s for the swap" % (
+            "would stop and start again" if module.check_mode else "stopped and started again",
+            "s" if len(result["stopped_containers"]) > 1 else "", ", ".join(result["stopped_containers"]))
     module.exit_json(changed=True, msg="%s backup %s into %s%s" % (verb, backup_id, result["target"], kept), **result)
 
 

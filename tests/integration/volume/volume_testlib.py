@@ -6,10 +6,12 @@ owners and modes, snapshots to compare them, and the docker CLI."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import stat
 import subprocess
+import time
 
 BUSYBOX_IMAGE = "rbops-test-busybox:1"
 
@@ -98,3 +100,50 @@ def change_tree(root):
 def docker(*args, check=True):
     return subprocess.run(["docker"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           check=check, timeout=120)
+
+
+def warnings_of(run, name):
+    return run.task(name)["result"].get("warnings") or []
+
+
+def container_running(name):
+    return docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
+
+
+def restore_workdirs(parent):
+    """The restore work directories (unpacked backups, replaced directories) in ``parent``."""
+    return sorted(name for name in os.listdir(parent) if name.startswith(".rbops-"))
+
+
+def processes_with(marker):
+    """{pid: argv} of the processes whose environment holds ``marker`` (ours, not other tests')."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as handle:
+                if marker.encode() not in handle.read():
+                    continue
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                found[int(pid)] = handle.read().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def wait_for(condition, what, running, timeout=120):
+    """Poll ``condition`` until it returns something true; fail if ``running`` (a Future) finished first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        assert not running.done(), "the run finished before %s: %s" % (what, running.result().output[-2000:])
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def in_background(function, *args, **kwargs):
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(function, *args, **kwargs)
+    pool.shutdown(wait=False)
+    return future

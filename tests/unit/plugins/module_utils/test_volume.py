@@ -10,8 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import socket
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -44,6 +47,8 @@ DOCKER_INSPECT = json.loads(r"""
     ({"path": "/"}, "cannot be backed up"),
     ({"volume": "../etc"}, "not a Docker volume name"),
     ({"volume": "-x"}, "not a Docker volume name"),
+    ({"volume": "pgdata\n"}, "not a Docker volume name"),  # "$" with .match let a trailing newline through
+    ({"volume": "pg data"}, "not a Docker volume name"),
 ])
 def test_bad_sources_are_refused_with_a_clear_message(kwargs, message):
     with pytest.raises(ParameterError, match=message):
@@ -103,6 +108,27 @@ def test_the_counter_agrees_with_the_walk_on_gnu_tar_output(tmp_path, read_size)
     # fifo, the long dir and its file; bytes count the hard-linked file once.
     assert expected == {"count": 10, "bytes": 70000 + 3 + 513}
     assert count_stream(data, read_size) == expected
+
+
+@pytest.mark.parametrize("segments", [1, 3, 4, 5, 30, 200])
+def test_the_counter_reads_sparse_members_and_their_map_extensions(tmp_path, segments):
+    """tar --sparse: an "S" member stores its data and counts its real size; more than 4 data
+    segments put the rest of the map in extension blocks before the data."""
+    root = tmp_path / "data"
+    root.mkdir()
+    with open(root / "sparse", "wb") as handle:
+        for index in range(segments):
+            handle.seek(index * (1 << 20))
+            handle.write(b"d" * 5000)
+        handle.truncate(segments * (1 << 20) + 12345)
+    (root / "after").write_bytes(b"a" * 700)
+    data = subprocess.run(["tar", "--sparse", "--numeric-owner", "-C", str(root), "-cf", "-", "."], check=True,
+                          stdout=subprocess.PIPE).stdout
+    assert len(data) < segments * 10000 + 20480  # holes are not in the stream
+    expected = volumes.tree_files(str(root))
+    assert expected == {"count": 2, "bytes": segments * (1 << 20) + 12345 + 700}
+    for read_size in (1, 512, 4096, 1 << 20):
+        assert count_stream(data, read_size) == expected
 
 
 @pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
@@ -165,6 +191,113 @@ def test_running_users_are_refused_by_name_unless_allowed():
     volumes.refuse_running(source, ["db"], "copied", allow_running=True)
     volumes.refuse_running(source, [], "copied", allow_running=False)
     volumes.refuse_running(source, None, "copied", allow_running=False)
+
+
+def test_auto_removed_containers_are_recognised():
+    inspected = [dict(DOCKER_INSPECT[0], HostConfig={"AutoRemove": True})]
+    assert volumes.matching_containers(inspected, "/tmp/bbctx") == [
+        {"name": "rbops-capture-c", "id": DOCKER_INSPECT[0]["Id"], "auto_remove": True}]
+    assert volumes.matching_containers(DOCKER_INSPECT, "/tmp/bbctx")[0]["auto_remove"] is False
+
+
+def test_a_restore_under_running_containers_needs_stop_containers():
+    source = volumes.VolumeSource(volume="pgdata")
+    db = {"name": "db", "id": "1" * 64, "auto_remove": False}
+    tmp = {"name": "tmp", "id": "2" * 64, "auto_remove": True}
+    with pytest.raises(LockError, match=r"running containers db, tmp: .* would not see the restored data; .* "
+                                        r"stop_containers: true"):
+        volumes.refuse_running_restore(source, [db, tmp], stop_containers=False)
+    with pytest.raises(LockError, match=r"container tmp \(started with --rm\) would be removed"):
+        volumes.refuse_running_restore(source, [db, tmp], stop_containers=True)
+    volumes.refuse_running_restore(source, [db], stop_containers=True)
+    volumes.refuse_running_restore(source, [], stop_containers=False)
+    volumes.refuse_running_restore(source, None, stop_containers=False)
+
+
+def fake_docker(tmp_path, fail_on):
+    """A docker CLI stand-in that logs its arguments and fails on one subcommand."""
+    log = tmp_path / "docker.log"
+    script = tmp_path / "docker"
+    script.write_text("#!/bin/sh\necho \"$@\" >> %s\nif [ \"$1\" = %s ]; then echo \"Error: $1 refused\" >&2; exit 1; fi\n"
+                      % (log, fail_on))
+    script.chmod(0o755)
+    return str(script), log
+
+
+def test_stopped_containers_are_started_again_after_an_error(tmp_path):
+    cli, log = fake_docker(tmp_path, "none")
+    containers = [{"name": "db", "id": "abc", "auto_remove": False}, {"name": "web", "id": "def", "auto_remove": False}]
+    with pytest.raises(RestoreError) as caught:
+        with volumes.StoppedContainers(cli, containers, 5):
+            raise RestoreError("the swap failed")
+    assert log.read_text().splitlines() == ["stop --time 5 abc", "stop --time 5 def", "start abc", "start def"]
+    assert str(caught.value) == "the swap failed; stopped and started again: db, web"
+    assert caught.value.details == {"stopped_containers": ["db", "web"], "started_containers": ["db", "web"],
+                                    "deferred_signals": []}
+
+
+def test_a_container_that_does_not_start_again_is_reported(tmp_path):
+    cli, _log = fake_docker(tmp_path, "start")
+    with volumes.StoppedContainers(cli, [{"name": "db", "id": "abc", "auto_remove": False}], 5) as paused:
+        pass
+    assert paused.result() == {"stopped_containers": ["db"], "started_containers": [], "deferred_signals": []}
+    assert paused.describe() == "did not start again: db (docker start db failed: Error: start refused)"
+
+
+def test_a_failed_stop_starts_the_ones_already_stopped(tmp_path):
+    cli, log = fake_docker(tmp_path, "stop")
+    with pytest.raises(RestoreError, match=r"^docker stop db failed: Error: stop refused; nothing was restored; "
+                                           r"stopped and started again: db$"):
+        with volumes.StoppedContainers(cli, [{"name": "db", "id": "abc", "auto_remove": False}], 5):
+            raise AssertionError("not reached")
+    # a stop that failed may have stopped it all the same: it is started again (a no-op when running)
+    assert log.read_text().splitlines() == ["stop --time 5 abc", "start abc"]
+
+
+def test_sigterm_while_containers_are_stopped_is_held_until_they_run_again(tmp_path):
+    cli, log = fake_docker(tmp_path, "none")
+
+    def terminate(signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with volumes.StoppedContainers(cli, [{"name": "db", "id": "abc", "auto_remove": False}], 5) as paused:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            log.write_text(log.read_text() + "swap\n")  # reached: the signal did not interrupt the swap
+        assert log.read_text().splitlines() == ["stop --time 5 abc", "swap", "start abc"]
+        assert paused.deferred_signals == ["SIGTERM"]
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_sweep_removes_only_old_work_directories_of_our_naming(tmp_path):
+    now = 1_800_000_000
+    names = {".rbops-restore-0badf00d": now - 90000, ".rbops-replaced-12345678": now - 90000,
+             ".rbops-restore-0000beef": now - 60, ".rbops-restore-by-hand": now - 90000,
+             ".rbops-restore-0badf00d\n": now - 90000, "data": now - 90000}
+    for name, mtime in names.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "file").write_text("x")
+        os.utime(tmp_path / name, (mtime, mtime))
+    removed = volumes.sweep_workdirs(str(tmp_path), now=now)
+    assert sorted(os.path.basename(path) for path in removed) == [".rbops-replaced-12345678",
+                                                                  ".rbops-restore-0badf00d"]
+    assert sorted(os.listdir(tmp_path)) == sorted(set(names) - {".rbops-replaced-12345678", ".rbops-restore-0badf00d"})
+    assert volumes.sweep_workdirs(str(tmp_path / "missing"), now=now) == []
+
+
+def test_unix_sockets_are_found_by_relative_path(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "file").write_text("x")
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(str(tmp_path / "run" / "db.sock"))
+        assert volumes.unix_sockets(str(tmp_path)) == ["run/db.sock"]
+    finally:
+        listener.close()
 
 
 def test_a_missing_docker_cli_is_tolerated_for_a_path_but_not_for_a_volume(tmp_path):
