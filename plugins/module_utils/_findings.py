@@ -29,7 +29,7 @@ MAX_SAMPLE_CHARS = 500
 
 
 def clip(text, limit=MAX_DETAIL_CHARS):
-    """``text`` on one line... of at most ``limit`` characters (an ellipsis says it was cut)."""
+    """``text`` cut to at most ``limit`` characters (an ellipsis says it was cut)."""
     text = "" if text is None else str(text)
     if len(text) > limit:
         text = text[:limit - 1] + "\u2026"
