@@ -61,7 +61,7 @@ def normalize(item, where="finding"):
                              % (where, item["check"], ", ".join(_status.STATES), item["state"]))
     value = item.get("value")
     if isinstance(value, (list, dict)):
-        raise ParameterError("%s %r: value must be a number, a string or null" % (where, item["check"]))
+        value = one_line(json.dumps(value, sort_keys=True, default=str), 200)  # a value is one cell of a table
     result = dict(item)
     result["check"] = str(item["check"])
     result["value"] = value

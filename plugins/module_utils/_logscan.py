@@ -89,8 +89,8 @@ def value_time(value):
 
 
 def iter_lines(handle, max_line_bytes, max_bytes, chunk_size=CHUNK_SIZE):
-    """Lines of a binary stream as ``(bytes, cut)``: at most ``max_line_bytes`` of each line are kept
-    (``cut`` says more was dropped), and reading stops after ``max_bytes``.  The last line may lack a
+    """Lines of a binary stream as ``(bytes, cut)``, NUL bytes dropped: at most ``max_line_bytes`` of each
+    line are kept (``cut`` says more was dropped), and reading stops after ``max_bytes``.  The last line may lack a
     newline.  Memory stays within one chunk plus one capped line, whatever the input."""
     buf = bytearray()
     cut = False
@@ -100,6 +100,10 @@ def iter_lines(handle, max_line_bytes, max_bytes, chunk_size=CHUNK_SIZE):
         if not data:
             break
         left -= len(data)
+        if b"\0" in data:
+            # A crash leaves runs of NUL bytes (often megabytes, no newline) before the next real line:
+            # they are not text and must not push that line past the cap.
+            data = data.replace(b"\0", b"")
         start = 0
         while True:
             end = data.find(b"\n", start)
@@ -206,8 +210,6 @@ class LogScanner:
         in_window = default_in_window
         for raw, cut in lines:
             scan.bytes_read += len(raw) + 1
-            if b"\0" in raw:
-                raw = raw.replace(b"\0", b"")  # a crash leaves NUL runs before the next real line
             if not raw.strip():
                 continue
             scan.lines += 1
@@ -380,7 +382,7 @@ def stream_finding(scan, window_text, warn, crit, problem=None):
     state = count_state(scan.matches, warn, crit)
     detail = "%d matching lines in the last %s" % (scan.matches, window_text)
     if scan.truncated:
-        detail += "; stopped after the first %d bytes" % scan.bytes_read
+        detail += "; stopped at the size limit, later lines not read"
     return finding(name, state, scan.matches, "lines", detail, kind="logs", target=scan.name,
                    samples=list(scan.samples or ()))
 

@@ -58,6 +58,12 @@ def test_error_after_nul_bytes_is_counted(tmp_path):
     assert "ERROR crashed" in files["samples"][0] and "\0" not in files["samples"][0]
 
 
+def test_a_nul_run_longer_than_the_line_cap_does_not_hide_the_next_line(tmp_path):
+    data = b"%s INFO started\n" % stamp(60).encode() + b"\0" * 100000 + b"%s ERROR crashed\n" % stamp(30).encode()
+    result = run(tmp_path, {"app.log": data}, max_line_bytes=1000)
+    assert by_check(result)["log files"]["value"] == 1
+
+
 def test_invalid_utf8_is_read_and_counted(tmp_path):
     data = b"%s ERROR bad bytes \xff\xfe\xc3( here\n%s info fine\n" % (stamp(10).encode(), stamp(5).encode())
     result = run(tmp_path, {"app.log": data})
