@@ -1,0 +1,454 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a PostgreSQL server is doing: connections, long queries, idle transactions, the lock
+tree, replication and table sizes, rated ok/warning/critical as findings; and the opt-in
+remediation of the incident runbooks (cancel, then terminate after a grace period).
+
+Every finding has the one shape the daily check and incident reports consume::
+
+    {"check": str, "state": "ok|warning|critical", "value": number|str|None, "unit": str|None, "detail": str}
+
+The session doing the checking is never counted, listed or signalled.  Plain Python, no
+Ansible imports; the SQL runs through ``PgServer`` (read-only through ``query_rows``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, ParameterError
+from ansible_collections.runbook.ops.plugins.module_utils._postgres import _pg_message
+from ansible_collections.runbook.ops.plugins.module_utils._status import level, summarize, worst
+
+try:
+    import psycopg2
+except ImportError:
+    psycopg2 = None
+
+CLIENT = "client backend"
+# backend_type values of replication processes (physical and logical); never signalled by default.
+REPLICATION_TYPES = ("walsender", "walreceiver", "logical replication launcher", "logical replication worker",
+                     "logical replication apply worker", "logical replication tablesync worker",
+                     "parallel apply worker")
+IDLE_IN_TRANSACTION = ("idle in transaction", "idle in transaction (aborted)")
+SESSION_STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborted)",
+                  "fastpath function call", "disabled")
+DEFAULT_TARGET_STATES = ("active", "idle in transaction", "idle in transaction (aborted)")
+# Backups and our own tooling: pg_dump's session holds the snapshot a backup depends on.
+PROTECTED_APPLICATIONS = ("pg_dump", "pg_dumpall", "pg_basebackup", "pg_restore", "pgbackrest", "runbook.ops")
+REMEDIATIONS = ("none", "cancel", "terminate")
+
+# One session of pg_stat_activity (all but the one asking); ``age`` is seconds since the session
+# entered its current state: for an active session, since its query started.
+SESSION_COLUMNS = """
+    a.pid, a.datname AS database, a.usename AS "user", a.application_name AS application,
+    host(a.client_addr) AS client_addr, a.backend_type, a.state, a.wait_event_type, a.wait_event,
+    a.backend_start::text AS backend_start, a.xact_start::text AS xact_start,
+    a.query_start::text AS query_start, a.state_change::text AS state_change,
+    round(greatest(0, extract(epoch FROM t.ts - coalesce(a.state_change, a.backend_start)))::numeric, 3) AS age,
+    CASE WHEN a.xact_start IS NOT NULL
+         THEN round(greatest(0, extract(epoch FROM t.ts - a.xact_start))::numeric, 3) END AS xact_age,
+    round(greatest(0, extract(epoch FROM t.ts - a.backend_start))::numeric, 3) AS backend_age,
+    pg_blocking_pids(a.pid) AS blocked_by,
+    left(a.query, %(query_max_length)s) AS query,
+    coalesce(length(a.query) > %(query_max_length)s, false) AS query_truncated,
+    coalesce(r.rolsuper, false) AS superuser
+"""
+
+SESSIONS_FROM = """
+FROM pg_stat_activity a CROSS JOIN (SELECT clock_timestamp() AS ts) t
+LEFT JOIN pg_roles r ON r.oid = a.usesysid
+WHERE a.pid <> pg_backend_pid()
+"""
+
+SNAPSHOT_SQL = """
+SELECT
+  current_setting('server_version') AS server_version,
+  pg_is_in_recovery() AS in_recovery,
+  current_setting('max_connections')::int AS max_connections,
+  current_setting('superuser_reserved_connections')::int AS superuser_reserved_connections,
+  coalesce(current_setting('reserved_connections', true), '0')::int AS reserved_connections,
+  (SELECT coalesce(json_agg(s ORDER BY s.pid), '[]') FROM (SELECT """ + SESSION_COLUMNS + SESSIONS_FROM + """) s)
+    AS sessions,
+  (SELECT coalesce(json_agg(w ORDER BY w.pid), '[]') FROM (
+     SELECT l.pid, l.locktype, l.mode,
+            CASE WHEN l.relation IS NULL THEN NULL
+                 WHEN l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 THEN l.relation::regclass::text ELSE l.relation::text END AS relation,
+            l.transactionid::text AS transactionid
+     FROM pg_locks l WHERE NOT l.granted AND l.pid <> pg_backend_pid()) w) AS waiting_locks,
+  (SELECT coalesce(json_agg(x ORDER BY x.application, x.pid), '[]') FROM (
+     SELECT r.pid, r.usename AS "user", r.application_name AS application, host(r.client_addr) AS client_addr,
+            r.state, r.sync_state, r.sent_lsn::text AS sent_lsn, r.replay_lsn::text AS replay_lsn,
+            extract(epoch FROM r.write_lag) AS write_lag, extract(epoch FROM r.flush_lag) AS flush_lag,
+            extract(epoch FROM r.replay_lag) AS replay_lag,
+            CASE WHEN pg_is_in_recovery() OR r.replay_lsn IS NULL THEN NULL
+                 ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn) END AS replay_lag_bytes
+     FROM pg_stat_replication r) x) AS replication,
+  (SELECT coalesce(json_agg(x ORDER BY x.slot_name), '[]') FROM (
+     SELECT s.slot_name, s.slot_type, s.database, s.active, s.active_pid, to_jsonb(s)->>'wal_status' AS wal_status,
+            CASE WHEN pg_is_in_recovery() OR s.restart_lsn IS NULL THEN NULL
+                 ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn) END AS retained_bytes
+     FROM pg_replication_slots s) x) AS slots,
+  CASE WHEN pg_is_in_recovery() THEN json_build_object(
+     'receive_lsn', pg_last_wal_receive_lsn()::text, 'replay_lsn', pg_last_wal_replay_lsn()::text,
+     'replay_delay', extract(epoch FROM now() - pg_last_xact_replay_timestamp()),
+     'unreplayed_bytes', pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()),
+     'receiver_status', (SELECT status FROM pg_stat_wal_receiver LIMIT 1)) END AS standby,
+  (SELECT coalesce(json_agg(d ORDER BY d.name), '[]') FROM (
+     SELECT datname AS name,
+            CASE WHEN has_database_privilege(datname, 'CONNECT') THEN pg_database_size(datname) END AS size_bytes
+     FROM pg_database WHERE datallowconn) d) AS databases
+"""
+
+TABLE_SIZES_SQL = """
+SELECT n.nspname AS schema, c.relname AS "table", c.relkind::text AS kind,
+       pg_total_relation_size(c.oid) AS total_bytes, pg_relation_size(c.oid) AS table_bytes,
+       pg_indexes_size(c.oid) AS index_bytes,
+       CASE WHEN c.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(c.reltoastrelid) END AS toast_bytes,
+       greatest(c.reltuples, 0)::bigint AS estimated_rows,
+       s.n_live_tup AS live_tuples, s.n_dead_tup AS dead_tuples, s.n_mod_since_analyze AS modified_since_analyze,
+       greatest(s.last_analyze, s.last_autoanalyze)::text AS last_analyze,
+       greatest(s.last_vacuum, s.last_autovacuum)::text AS last_vacuum,
+       round(extract(epoch FROM now() - greatest(s.last_analyze, s.last_autoanalyze))::numeric, 0)::float8 AS analyze_age
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'm', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+ORDER BY pg_total_relation_size(c.oid) DESC, 1, 2
+LIMIT %(top)s
+"""
+
+# What a session is doing; if it is the same after the grace period, the cancel did not stop it.
+WORK_KEY = ("backend_start", "xact_start", "query_start", "state")
+
+
+class ActivityPolicy:
+    """Thresholds of the read-only checks (seconds and percentages)."""
+
+    def __init__(self, connections_warn_percent=80, connections_crit_percent=95,
+                 long_query_warn_seconds=300, long_query_crit_seconds=1800,
+                 idle_in_transaction_warn_seconds=60, idle_in_transaction_crit_seconds=600,
+                 lock_wait_warn_seconds=30, lock_wait_crit_seconds=300,
+                 replication_lag_warn_seconds=60, replication_lag_crit_seconds=600,
+                 query_max_length=200, max_sessions=50, table_top=10):
+        self.connections = (connections_warn_percent, connections_crit_percent)
+        self.long_query = (long_query_warn_seconds, long_query_crit_seconds)
+        self.idle_in_transaction = (idle_in_transaction_warn_seconds, idle_in_transaction_crit_seconds)
+        self.lock_wait = (lock_wait_warn_seconds, lock_wait_crit_seconds)
+        self.replication_lag = (replication_lag_warn_seconds, replication_lag_crit_seconds)
+        self.query_max_length = query_max_length
+        self.max_sessions = max_sessions
+        self.table_top = table_top
+        for name in ("connections", "long_query", "idle_in_transaction", "lock_wait", "replication_lag"):
+            warn, crit = getattr(self, name)
+            if warn is not None and crit is not None and crit < warn:
+                raise ParameterError("%s: the critical threshold %s is below the warning threshold %s"
+                                     % (name.replace("_", " "), crit, warn))
+        for name in ("query_max_length", "max_sessions", "table_top"):
+            if getattr(self, name) < 0:
+                raise ParameterError("%s must not be negative" % name)
+
+    @classmethod
+    def from_params(cls, params):
+        names = cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount]
+        return cls(**{name: params[name] for name in names if params.get(name) is not None})
+
+
+def finding(check, state, value, unit, detail):
+    return {"check": check, "state": state, "value": value, "unit": unit, "detail": detail}
+
+
+def kind(session):
+    """client, replication or background: who may be signalled without an explicit allow."""
+    backend_type = session.get("backend_type") or ""
+    if backend_type == CLIENT:
+        return "client"
+    if backend_type in REPLICATION_TYPES or backend_type.startswith("logical replication"):
+        return "replication"
+    return "background"
+
+
+def _count(sessions, key):
+    counts = {}
+    for session in sessions:
+        name = session.get(key)
+        name = "(none)" if name in (None, "") else str(name)
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def connection_summary(snapshot):
+    """Counts of the sessions besides ours, and the share of the connection slots in use.
+
+    Only client backends take a ``max_connections`` slot (WAL senders, autovacuum and other
+    background processes have their own), and the last ``superuser_reserved_connections``
+    (plus ``reserved_connections`` from PostgreSQL 16) are refused to ordinary roles: the share
+    is client backends over the slots an application role can use.
+    """
+    sessions = snapshot["sessions"]
+    clients = [s for s in sessions if s.get("backend_type") == CLIENT]
+    max_connections = snapshot["max_connections"]
+    reserved = (snapshot.get("superuser_reserved_connections") or 0) + (snapshot.get("reserved_connections") or 0)
+    usable = max_connections - reserved if max_connections > reserved else max_connections
+    return {
+        "client_backends": len(clients),
+        "total": len(sessions),
+        "max_connections": max_connections,
+        "superuser_reserved_connections": snapshot.get("superuser_reserved_connections") or 0,
+        "reserved_connections": snapshot.get("reserved_connections") or 0,
+        "usable": usable,
+        "used_percent": round(len(clients) * 100.0 / usable, 1) if usable else 0.0,
+        "by_state": _count(clients, "state"),
+        "by_database": _count(clients, "database"),
+        "by_user": _count(clients, "user"),
+        "by_application": _count(clients, "application"),
+        "by_backend_type": _count(sessions, "backend_type"),
+    }
+
+
+def brief(session):
+    """The fields of a session worth showing in a list."""
+    keys = ("pid", "user", "database", "application", "client_addr", "backend_type", "state", "age",
+            "xact_age", "wait_event_type", "wait_event", "blocked_by", "query", "query_truncated")
+    return {key: session.get(key) for key in keys}
+
+
+def over(sessions, states, threshold):
+    """Sessions in one of ``states`` at least ``threshold`` seconds old, oldest first."""
+    if threshold is None:
+        return []
+    found = [s for s in sessions if s.get("state") in states and (s.get("age") or 0) >= threshold
+             and kind(s) == "client"]
+    return sorted(found, key=lambda s: -(s.get("age") or 0))
+
+
+def plural(count, singular, many=None):
+    return "%d %s" % (count, singular if count == 1 else (many or singular + "s"))
+
+
+def _who(session):
+    return "pid %s %s@%s (%s)" % (session["pid"], session.get("user") or "?", session.get("database") or "?",
+                                  session.get("application") or "no application name")
+
+
+def _excerpt(session, length=80):
+    query = " ".join((session.get("query") or "").split())
+    return query if len(query) <= length else query[:length - 3] + "..."
+
+
+def _age_check(name, nouns, sessions, states, thresholds):
+    """A finding on the oldest session in ``states``; ``nouns`` is (singular, plural)."""
+    warn, crit = thresholds
+    first = warn if warn is not None else crit
+    candidates = [s for s in sessions if s.get("state") in states and kind(s) == "client"]
+    oldest = max((s.get("age") or 0 for s in candidates), default=None)
+    listed = over(sessions, states, first)
+    if oldest is None:
+        return finding(name, "ok", None, "s", "no %s" % nouns[0]), listed
+    state = level(oldest, warn, crit)
+    if not listed:
+        return finding(name, state, round(oldest, 1), "s", "%s, none for %s s or more (oldest %.1f s)"
+                       % (plural(len(candidates), *nouns), first, oldest)), listed
+    top = listed[0]
+    detail = "%s for %s s or more; oldest %.0f s: %s: %s" % (plural(len(listed), *nouns), first, top["age"],
+                                                             _who(top), _excerpt(top))
+    return finding(name, state, round(oldest, 1), "s", detail), listed
+
+
+def lock_tree(sessions, waiting_locks=()):
+    """Who blocks whom, as nested dicts: roots are blockers not themselves blocked (or, in a cycle,
+    the lowest pid); each node has ``blocks``, the sessions waiting on it."""
+    by_pid = {s["pid"]: s for s in sessions}
+    waits = {}
+    for lock in waiting_locks or ():
+        waits.setdefault(lock["pid"], {key: lock.get(key) for key in ("locktype", "mode", "relation", "transactionid")})
+    children = {}
+    for session in sessions:
+        for blocker in session.get("blocked_by") or ():
+            children.setdefault(blocker, []).append(session["pid"])
+    blocked = {s["pid"] for s in sessions if s.get("blocked_by")}
+    roots = sorted(pid for pid in children if pid not in blocked)
+    covered = set()
+
+    def node(pid, path):
+        covered.add(pid)
+        session = by_pid.get(pid)
+        if session is None:
+            item = {"pid": pid, "detail": "a prepared transaction" if pid == 0 else "not visible (this check, or ended)"}
+        else:
+            item = brief(session)
+            item.pop("blocked_by", None)
+        if pid in waits:
+            item["waiting_for"] = waits[pid]
+        item["blocks"] = [node(child, path | {pid}) if child not in path else {"pid": child, "detail": "deadlock cycle"}
+                          for child in sorted(set(children.get(pid, ())))]
+        return item
+
+    tree = [node(pid, frozenset()) for pid in roots]
+    for pid in sorted(children):  # pure cycles have no root: start from their lowest pid
+        if pid not in covered:
+            tree.append(node(pid, frozenset()))
+    return tree
+
+
+def blocked_check(sessions, thresholds):
+    blocked = [s for s in sessions if s.get("blocked_by")]
+    if not blocked:
+        return finding("blocked sessions", "ok", 0, "s", "no session waits for a lock held by another")
+    longest = max(blocked, key=lambda s: s.get("age") or 0)
+    blockers = sorted({pid for s in blocked for pid in s["blocked_by"]} - {s["pid"] for s in blocked})
+    detail = "%s for locks held by others, longest %.0f s: %s waits for pid %s" % (
+        plural(len(blocked), "session waits", "sessions wait"), longest.get("age") or 0, _who(longest), ", ".join(str(p) for p in longest["blocked_by"]))
+    if blockers:
+        detail += "; blocking at the root: pid %s" % ", ".join(str(p) for p in blockers)
+    return finding("blocked sessions", level(longest.get("age") or 0, *thresholds), round(longest.get("age") or 0, 1),
+                   "s", detail)
+
+
+def replication_checks(snapshot, thresholds):
+    replicas, slots, standby = snapshot.get("replication") or [], snapshot.get("slots") or [], snapshot.get("standby")
+    if standby:
+        delay = standby.get("replay_delay")
+        status = standby.get("receiver_status") or "no WAL receiver"
+        state = worst([level(delay, *thresholds) if delay is not None else "ok",
+                       "ok" if status == "streaming" else "warning"])
+        detail = "standby (%s): last replayed transaction %s old; %s received but not replayed yet" % (
+            status, "%.1f s" % delay if delay is not None else "of unknown age",
+            _human_bytes(standby.get("unreplayed_bytes")))
+        main = finding("replication", state, round(delay, 1) if delay is not None else None, "s", detail)
+    elif not replicas:
+        main = finding("replication", "ok", None, "s", "primary with no standby connected")
+    else:
+        lags = [r.get("replay_lag") for r in replicas if r.get("replay_lag") is not None]
+        lag = max(lags, default=0.0)
+        not_streaming = [r for r in replicas if r.get("state") != "streaming"]
+        state = worst([level(lag, *thresholds), "warning" if not_streaming else "ok"])
+        detail = "%s: %s; replay lag up to %.1f s, %s" % (
+            plural(len(replicas), "standby", "standbys"), ", ".join("%s %s (%s)" % (r.get("application") or r.get("client_addr") or r["pid"],
+                                                      r.get("state"), r.get("sync_state")) for r in replicas),
+            lag, _human_bytes(max((r.get("replay_lag_bytes") or 0 for r in replicas), default=0)))
+        main = finding("replication", state, round(lag, 1), "s", detail)
+    inactive = [s for s in slots if not s.get("active")]
+    if not slots:
+        slot_finding = finding("replication slots", "ok", 0, "slots", "no replication slot")
+    elif inactive:
+        retained = max((s.get("retained_bytes") or 0 for s in inactive), default=0)
+        slot_finding = finding("replication slots", "warning", len(inactive), "slots",
+                               "%d of %s inactive, holding WAL back (up to %s): %s" % (
+                                   len(inactive), plural(len(slots), "slot"), _human_bytes(retained), ", ".join(s["slot_name"] for s in inactive)))
+    else:
+        slot_finding = finding("replication slots", "ok", 0, "slots", "%s, all active" % plural(len(slots), "slot"))
+    return [main, slot_finding]
+
+
+def assess(snapshot, policy):
+    """Findings and the raw data of one snapshot (the result of ``SNAPSHOT_SQL``)."""
+    sessions = snapshot["sessions"]
+    connections = connection_summary(snapshot)
+    role = "standby (in recovery)" if snapshot["in_recovery"] else "primary"
+    findings = [finding("server", "ok", snapshot["server_version"].split()[0], None,
+                        "PostgreSQL %s, %s, accepts connections and answers queries"
+                        % (snapshot["server_version"].split()[0], role))]
+    findings.append(finding(
+        "connections", level(connections["used_percent"], *policy.connections), connections["used_percent"], "%",
+        "%d client connections of %d usable by ordinary roles (max_connections %d, %d reserved): %.1f%%; "
+        "%d server processes besides this check" % (
+            connections["client_backends"], connections["usable"], connections["max_connections"],
+            connections["max_connections"] - connections["usable"], connections["used_percent"],
+            connections["total"])))
+    long_finding, long_queries = _age_check("long-running queries", ("active query", "active queries"), sessions, ("active",),
+                                            policy.long_query)
+    idle_finding, idle_tx = _age_check("idle in transaction", ("session idle in transaction", "sessions idle in transaction"),
+                                       sessions,
+                                       IDLE_IN_TRANSACTION, policy.idle_in_transaction)
+    findings += [long_finding, idle_finding, blocked_check(sessions, policy.lock_wait)]
+    findings += replication_checks(snapshot, policy.replication_lag)
+    cap = policy.max_sessions
+    ordered = sorted(sessions, key=lambda s: (s.get("state") in (None, "idle"), -(s.get("age") or 0)))
+    return {
+        "server": {"version": snapshot["server_version"].split()[0], "in_recovery": snapshot["in_recovery"]},
+        "connections": connections,
+        "findings": findings,
+        "long_queries": [brief(s) for s in long_queries[:cap]],
+        "idle_in_transaction": [brief(s) for s in idle_tx[:cap]],
+        "lock_tree": lock_tree(sessions, snapshot.get("waiting_locks")),
+        "sessions": [brief(s) for s in ordered[:cap]],
+        "sessions_truncated": len(ordered) > cap,
+        "replication": {"standbys": snapshot.get("replication") or [], "slots": snapshot.get("slots") or [],
+                        "standby": snapshot.get("standby")},
+        "databases": snapshot.get("databases") or [],
+    }
+
+
+def _human_bytes(size):
+    size = float(size or 0)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return "%d bytes" % size if unit == "bytes" else "%.1f %s" % (size, unit)
+        size /= 1024.0
+    return "%.1f TiB" % size  # pragma: no cover
+
+
+def table_sizes_check(tables):
+    """An informational finding over the top tables of every database looked at."""
+    everything = [t for rows in tables.values() for t in rows]
+    if not everything:
+        return finding("table sizes", "ok", 0, "bytes", "no user table in %s" % ", ".join(tables) or "no database")
+    largest = max(everything, key=lambda t: t["total_bytes"] or 0)
+    return finding("table sizes", "ok", largest["total_bytes"], "bytes",
+                   "largest table %s.%s.%s: %s (table %s, indexes %s); %s listed" % (
+                       largest["database"], largest["schema"], largest["table"], _human_bytes(largest["total_bytes"]),
+                       _human_bytes(largest["table_bytes"]), _human_bytes(largest["index_bytes"]), plural(len(everything), "table")))
+
+
+def snapshot(server, database, policy):
+    """One read-only round trip: settings, sessions, waiting locks, replication, database sizes."""
+    rows = server.query_rows(database, SNAPSHOT_SQL, {"query_max_length": policy.query_max_length})
+    return rows[0]
+
+
+def table_sizes(server, databases, top):
+    tables = {}
+    for name in databases:
+        rows = server.query_rows(name, TABLE_SIZES_SQL, {"top": top})
+        for row in rows:
+            row["database"] = name
+        tables[name] = rows
+    return tables
+
+
+def report(server, database, policy, size_databases=None):
+    """The read-only report: findings, their overall state, and the raw data."""
+    try:
+        data = snapshot(server, database, policy)
+    except DatabaseError as exc:
+        detail = str(exc)
+        if not detail.startswith("cannot connect"):
+            detail = "connected to %s but the activity query failed: %s" % (server.describe(database), detail)
+        findings = [finding("server", "critical", None, None, detail)]
+        return {"state": "critical", "summary": summarize(["critical"]), "findings": findings, "msg": detail,
+                "reachable": False}
+    result = assess(data, policy)
+    if policy.table_top:
+        try:
+            tables = table_sizes(server, size_databases or [database], policy.table_top)
+            result["tables"] = [t for rows in tables.values() for t in rows]
+            result["findings"].append(table_sizes_check(tables))
+        except DatabaseError as exc:
+            result["tables"] = []
+            result["findings"].append(finding("table sizes", "warning", None, "bytes",
+                                              "table sizes could not be read: %s" % exc))
+    states = [f["state"] for f in result["findings"]]
+    result["state"] = worst(states)
+    result["summary"] = summarize(states)
+    result["reachable"] = True
+    problems = ["%s %s: %s" % (f["check"], f["state"], f["detail"]) for f in result["findings"] if f["state"] != "ok"]
+    result["msg"] = "%d of %d checks ok, overall %s" % (result["summary"]["ok"], len(states), result["state"])
+    if problems:
+        result["msg"] += " - " + " | ".join(problems)
+    return result

@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pure parts of _pg_activity: connection share, findings, the lock tree, replication rules.
+The SQL itself runs against the real server in tests/integration/diagnostics."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.runbook.ops.plugins.module_utils import _pg_activity as activity
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError
+
+
+def session(pid, state="idle", age=1.0, backend_type="client backend", blocked_by=(), **extra):
+    item = {"pid": pid, "state": state, "age": age, "backend_type": backend_type, "blocked_by": list(blocked_by),
+            "user": "app", "database": "app", "application": "web", "query": "SELECT %d" % pid,
+            "xact_age": age, "superuser": False}
+    item.update(extra)
+    return item
+
+
+def snapshot(sessions, max_connections=20, reserved=3, **extra):
+    data = {"server_version": "15.18 (Debian 15.18-0+deb12u1)", "in_recovery": False,
+            "max_connections": max_connections, "superuser_reserved_connections": reserved,
+            "reserved_connections": 0, "sessions": sessions, "waiting_locks": [], "replication": [], "slots": [],
+            "standby": None, "databases": []}
+    data.update(extra)
+    return data
+
+
+def by_check(result):
+    return {f["check"]: f for f in result["findings"]}
+
+
+def test_eleven_clients_are_not_sixteen_of_twenty():
+    # The issue's case: 11 client backends and 5 background processes on max_connections 20.
+    background = [session(100 + n, state=None, backend_type=t) for n, t in enumerate(
+        ("checkpointer", "background writer", "walwriter", "autovacuum launcher", "logical replication launcher"))]
+    clients = [session(n, state="idle" if n % 2 else "active") for n in range(11)]
+    summary = activity.connection_summary(snapshot(background + clients))
+    assert summary["client_backends"] == 11 and summary["total"] == 16
+    assert summary["usable"] == 17 and summary["used_percent"] == round(11 * 100 / 17, 1)
+    assert summary["by_state"] == {"active": 6, "idle": 5}
+    assert summary["by_backend_type"]["client backend"] == 11
+    result = activity.assess(snapshot(background + clients), activity.ActivityPolicy())
+    connections = by_check(result)["connections"]
+    assert connections["value"] == 64.7 and connections["unit"] == "%" and connections["state"] == "ok"
+    assert connections["detail"].startswith("11 client connections of 17 usable by ordinary roles "
+                                            "(max_connections 20, 3 reserved): 64.7%")
+
+
+@pytest.mark.parametrize("clients, state", [(13, "ok"), (14, "warning"), (16, "warning"), (17, "critical")])
+def test_connection_thresholds_at_their_edges(clients, state):
+    # 17 usable slots: 14 is 82.4 % (>= 80), 16 is 94.1 % (< 95), 17 is 100 %.
+    result = activity.assess(snapshot([session(n) for n in range(clients)]), activity.ActivityPolicy())
+    assert by_check(result)["connections"]["state"] == state
+
+
+def test_reserved_connections_and_degenerate_settings():
+    summary = activity.connection_summary(snapshot([session(1)], max_connections=10, reserved=3,
+                                                   reserved_connections=2))
+    assert summary["usable"] == 5 and summary["used_percent"] == 20.0
+    tiny = activity.connection_summary(snapshot([session(1)], max_connections=2, reserved=3))
+    assert tiny["usable"] == 2  # reserved >= max_connections: the whole of max_connections
+
+
+def test_long_queries_and_idle_transactions():
+    sessions = [session(1, "active", 400.0, query="SELECT * FROM big " + "x" * 200),
+                session(2, "active", 5.0),
+                session(3, "idle in transaction", 700.0),
+                session(4, "idle in transaction (aborted)", 90.0),
+                session(5, "active", 9999.0, backend_type="autovacuum worker"),  # not a client query
+                session(6, "idle", 99999.0)]
+    result = activity.assess(snapshot(sessions), activity.ActivityPolicy())
+    checks = by_check(result)
+    assert checks["long-running queries"]["state"] == "warning" and checks["long-running queries"]["value"] == 400.0
+    assert checks["long-running queries"]["detail"].startswith(
+        "1 active query for 300 s or more; oldest 400 s: pid 1 app@app (web): SELECT * FROM big xxx")
+    assert [s["pid"] for s in result["long_queries"]] == [1]
+    assert checks["idle in transaction"]["state"] == "critical"
+    assert [s["pid"] for s in result["idle_in_transaction"]] == [3, 4]
+    assert checks["idle in transaction"]["detail"].startswith("2 sessions idle in transaction for 60 s or more")
+    quiet = activity.assess(snapshot([session(6, "idle", 5.0)]), activity.ActivityPolicy())
+    assert by_check(quiet)["long-running queries"] == {
+        "check": "long-running queries", "state": "ok", "value": None, "unit": "s", "detail": "no active query"}
+
+
+def test_sessions_list_is_capped_busy_first():
+    sessions = [session(n, "idle", float(n)) for n in range(10)] + [session(99, "active", 0.5)]
+    result = activity.assess(snapshot(sessions), activity.ActivityPolicy(max_sessions=3))
+    assert [s["pid"] for s in result["sessions"]] == [99, 9, 8] and result["sessions_truncated"] is True
+
+
+def test_lock_tree_chain_and_two_blockers():
+    sessions = [session(10, "idle in transaction", 60.0),
+                session(11, "active", 50.0, blocked_by=[10]),
+                session(12, "active", 40.0, blocked_by=[11]),
+                session(13, "active", 30.0, blocked_by=[10, 14]),
+                session(14, "idle in transaction", 20.0),
+                session(15, "active", 1.0)]
+    locks = [{"pid": 11, "locktype": "transactionid", "mode": "ShareLock", "relation": None, "transactionid": "7"}]
+    tree = activity.lock_tree(sessions, locks)
+    assert [node["pid"] for node in tree] == [10, 14]
+    assert [child["pid"] for child in tree[0]["blocks"]] == [11, 13]
+    assert tree[0]["blocks"][0]["waiting_for"]["mode"] == "ShareLock"
+    assert [child["pid"] for child in tree[0]["blocks"][0]["blocks"]] == [12]
+    assert [child["pid"] for child in tree[1]["blocks"]] == [13]
+    assert "blocked_by" not in tree[0]
+    finding = activity.blocked_check(sessions, (30, 300))
+    assert finding["state"] == "warning" and finding["value"] == 50.0
+    assert finding["detail"] == ("3 sessions wait for locks held by others, longest 50 s: pid 11 app@app (web) "
+                                 "waits for pid 10; blocking at the root: pid 10, 14")
+
+
+def test_lock_tree_cycle_and_invisible_blocker():
+    sessions = [session(1, "active", blocked_by=[2]), session(2, "active", blocked_by=[1]),
+                session(3, "active", blocked_by=[0])]
+    tree = activity.lock_tree(sessions)
+    assert tree[0] == {"pid": 0, "detail": "a prepared transaction", "blocks": [tree[0]["blocks"][0]]}
+    assert tree[0]["blocks"][0]["pid"] == 3
+    cycle = tree[1]
+    assert cycle["pid"] == 1 and cycle["blocks"][0]["pid"] == 2
+    assert cycle["blocks"][0]["blocks"] == [{"pid": 1, "detail": "deadlock cycle"}]
+    assert activity.lock_tree([session(1)]) == []
+
+
+def test_replication_findings():
+    policy = activity.ActivityPolicy()
+    standbys = [{"pid": 7, "application": "replica1", "state": "streaming", "sync_state": "async",
+                 "replay_lag": 75.0, "replay_lag_bytes": 2048},
+                {"pid": 8, "application": "replica2", "state": "catchup", "sync_state": "async",
+                 "replay_lag": None, "replay_lag_bytes": None}]
+    checks = by_check(activity.assess(snapshot([], replication=standbys), policy))
+    assert checks["replication"]["state"] == "warning" and checks["replication"]["value"] == 75.0
+    assert checks["replication"]["detail"] == ("2 standbys: replica1 streaming (async), replica2 catchup (async); "
+                                               "replay lag up to 75.0 s, 2.0 KiB")
+    slots = [{"slot_name": "old", "active": False, "retained_bytes": 3 * 1024 ** 3},
+             {"slot_name": "live", "active": True, "retained_bytes": 0}]
+    checks = by_check(activity.assess(snapshot([], slots=slots), policy))
+    assert checks["replication slots"]["state"] == "warning" and checks["replication slots"]["value"] == 1
+    assert checks["replication slots"]["detail"] == "1 of 2 slots inactive, holding WAL back (up to 3.0 GiB): old"
+    standby = {"replay_delay": 700.0, "receiver_status": "streaming", "unreplayed_bytes": 0}
+    checks = by_check(activity.assess(snapshot([], in_recovery=True, standby=standby), policy))
+    assert checks["replication"]["state"] == "critical"
+    assert checks["server"]["detail"] == "PostgreSQL 15.18, standby (in recovery), accepts connections and answers queries"
+
+
+def test_policy_validation():
+    with pytest.raises(ParameterError, match="lock wait: the critical threshold 1 is below the warning threshold 5"):
+        activity.ActivityPolicy(lock_wait_warn_seconds=5, lock_wait_crit_seconds=1)
+    with pytest.raises(ParameterError, match="max_sessions must not be negative"):
+        activity.ActivityPolicy(max_sessions=-1)
+    policy = activity.ActivityPolicy.from_params({"long_query_warn_seconds": 5, "long_query_crit_seconds": None,
+                                                  "table_top": 0, "unrelated": 1})
+    assert policy.long_query == (5, 1800) and policy.table_top == 0
+
+
+def test_kinds():
+    assert activity.kind({"backend_type": "client backend"}) == "client"
+    assert activity.kind({"backend_type": "walsender"}) == "replication"
+    assert activity.kind({"backend_type": "logical replication worker"}) == "replication"
+    assert activity.kind({"backend_type": "autovacuum worker"}) == "background"
+    assert activity.kind({"backend_type": "pg_cron scheduler"}) == "background"
