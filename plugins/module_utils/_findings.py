@@ -119,6 +119,16 @@ def duration(seconds):
     return "%s%ds" % (sign, secs)
 
 
+def human_bytes(size):
+    """``1536`` -> ``"1.5 KiB"``."""
+    size = float(size)
+    for name in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or name == "TiB":
+            return "%d bytes" % size if name == "bytes" else "%.1f %s" % (size, name)
+        size /= 1024.0
+    return "%.1f TiB" % size  # not reached
+
+
 def format_value(value, unit=None):
     """The Value cell: ``"-"`` for none, the unit beside the number (``"52.7%"``, ``"150 items"``,
     ``"2h0m"`` for seconds)."""
@@ -132,6 +142,8 @@ def format_value(value, unit=None):
         return _number(value) + "%"
     if unit == "ms":
         return _number(value) + " ms"
+    if unit == "bytes":
+        return human_bytes(value)
     return _number(value) + ((" " + unit) if unit else "")
 
 

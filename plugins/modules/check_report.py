@@ -91,7 +91,7 @@ counts:
   type: dict
   sample: {total: 12, ok: 10, warning: 2, critical: 0}
 problems:
-  description: C(<check> <state>: <detail>) of each finding that is not ok, critical first.
+  description: The check, state and detail of each finding that is not ok, one line each, critical first.
   returned: always
   type: list
   elements: str

@@ -18,7 +18,7 @@ description:
     honoured, no offset read as UTC) decides whether it is in the window; lines without a time take the time of the
     line before them, and before any time they count when the file changed within the window. Files not changed
     within the window are not read.
-  - Logs are read as bytes: NUL bytes (left by a crash) are dropped and invalid UTF-8 is replaced before matching,
+  - Logs are read as bytes. NUL bytes (left by a crash) are dropped and invalid UTF-8 is replaced before matching,
     each line is cut at O(max_line_bytes) and each source at O(max_file_bytes) (the newest part of a file is read).
     A file removed between listing and reading is skipped with a note.
   - A O(paths) entry that does not exist or matches no file is a finding in state O(missing_state), never ok.

@@ -115,7 +115,10 @@ def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues,
     busy = checks["queue " + keys["busy"]]
     assert busy["state"] == "warning" and busy["value"] == 150, busy
     assert checks["postgresql"]["state"] == "ok" and "accepts connections" in checks["postgresql"]["detail"]
-    assert checks["postgresql connections"]["state"] == "ok"
+    # pg_activity: client backends only, against the slots ordinary roles can use.
+    connections = checks["postgresql connections"]
+    assert connections["state"] == "ok" and connections["unit"] == "%" and "client connections of" in connections["detail"]
+    assert checks["postgresql idle in transaction"]["section"] == "database"
     backup = checks["last backup"]
     assert backup["state"] == "warning" and 7000 < backup["value"] < 7500, backup
     assert checks["disk /"]["section"] == "disk"
@@ -360,3 +363,14 @@ def test_playbooks_honour_target_hosts(tmp_path, playbook):
                           cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "app-prod.example.internal" in proc.stdout and "app-staging" not in proc.stdout, proc.stdout
+
+
+def test_postgresql_down_is_a_critical_finding_in_the_written_report(tmp_path):
+    port = free_port()
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_postgres_enabled=True, daily_check_postgres_port=port))
+    assert run.rc != 0
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    finding = by_check(result)["postgresql"]
+    assert finding["state"] == "critical" and str(port) in finding["detail"], finding
+    text, _report = written_report(result)
+    assert "| CRITICAL | postgresql |" in text

@@ -56,6 +56,7 @@ def test_malformed_findings_are_refused(item, message):
 @pytest.mark.parametrize("value,unit,text", [
     (None, "%", "-"), (52.7, "%", "52.7%"), (150, "items", "150 items"), (93784, "s", "1d2h"), (7230, "s", "2h0m"),
     (12.0, "ms", "12 ms"), ("15.4", None, "15.4"), (3, None, "3"), (0.25, "days", "0.2 days"),
+    (512, "bytes", "512 bytes"), (1536, "bytes", "1.5 KiB"), (3 * 1024 ** 3, "bytes", "3.0 GiB"),
 ])
 def test_value_column_has_units(value, unit, text):
     assert _findings.format_value(value, unit) == text
