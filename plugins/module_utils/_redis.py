@@ -35,7 +35,7 @@ class RedisTarget:
 
     def __init__(self, host="127.0.0.1", port=6379, db=0, username=None, password=None, tls=False,
                  tls_ca_path=None, tls_verify=True, timeout=5.0):
-        if not 0 <= int(db):
+        if int(db) < 0:
             raise ParameterError("db must be 0 or more, got %r" % db)
         self.host = host
         self.port = int(port)
@@ -190,11 +190,12 @@ def probe(target, queues, sections=INFO_SECTIONS, memory_warn=80.0, memory_crit=
                                     "INFO %s failed: %s" % (section, describe_error(exc, target))))
     server = result["info"].get("server") or {}
     role = (result["info"].get("replication") or {}).get("role")
-    findings.insert(0, finding("redis", "ok", latency_ms, "ms",
-                               "PING answered in %.1f ms%s%s" % (latency_ms,
-                                                                  ", Redis %s" % server["redis_version"] if server.get("redis_version") else "",
-                                                                  ", role %s" % role if role else ""),
-                               kind="redis", target=target.name))
+    about = "PING answered in %.1f ms" % latency_ms
+    if server.get("redis_version"):
+        about += ", Redis %s" % server["redis_version"]
+    if role:
+        about += ", role %s" % role
+    findings.insert(0, finding("redis", "ok", latency_ms, "ms", about, kind="redis", target=target.name))
     findings.extend(info_findings(result["info"], memory_warn, memory_crit))
     for queue in queues:
         entry, item = queue_length(client, queue, target)

@@ -170,7 +170,8 @@ def test_critical_findings_fail_after_the_report(tmp_path, sample_service, queue
     assert result["state"] == "critical"
     assert checks["queue " + keys["flood"]]["state"] == "critical"
     assert checks["last backup"]["state"] == "critical" and "is 1d6h" in checks["last backup"]["detail"]
-    assert checks["disk /"]["state"] == "critical"
+    assert checks["disk /"]["state"] == "critical" and checks["disk /"]["unit"] == "%"
+    assert checks["disk /"]["detail"].count("free") == 1, checks["disk /"]  # said once, not repeated in other units
     failure = run.task(FAIL_TASK)
     assert failure["status"] == "failed"
     message = failure["result"]["msg"]

@@ -89,8 +89,8 @@ def test_redis_db_that_does_not_exist_is_critical(tmp_path, rclient):
 
 def test_redis_down_has_a_real_detail(tmp_path):
     port = free_port()
-    run = run_module(tmp_path, "runbook.ops.redis_probe", {"port": port, "queues": ["jobs"], "timeout": 2,
-                                                         "fail_on": "never"})
+    params = {"port": port, "queues": ["jobs"], "timeout": 2, "fail_on": "never"}
+    run = run_module(tmp_path, "runbook.ops.redis_probe", params)
     checks = by_check(run.result)
     assert checks["redis"]["state"] == "critical"
     assert "127.0.0.1:%d is unreachable" % port in checks["redis"]["detail"] and "refused" in checks["redis"]["detail"]
@@ -105,14 +105,14 @@ def test_redis_acl_user_and_password_never_shown(tmp_path, rclient):
     client.execute_command("ACL", "SETUSER", user, "on", ">" + password, "~rbops-diag-*", "+@read", "+ping", "+info",
                            "+type", "+llen")
     try:
-        run = run_module(tmp_path, "runbook.ops.redis_probe", {"username": user, "password": password, "queues": [jobs],
-                                                             "info_sections": ["memory"]}, verbosity=3)
+        params = {"username": user, "password": password, "queues": [jobs], "info_sections": ["memory"]}
+        run = run_module(tmp_path, "runbook.ops.redis_probe", params, verbosity=3)
         assert not run.failed, run.result
         assert by_check(run.result)["queue " + jobs]["value"] == 1
         assert password not in run.output
         wrong = "wrong-" + uuid.uuid4().hex
-        run = run_module(tmp_path, "runbook.ops.redis_probe", {"username": user, "password": wrong, "queues": [jobs],
-                                                             "fail_on": "never"}, verbosity=3)
+        params = {"username": user, "password": wrong, "queues": [jobs], "fail_on": "never"}
+        run = run_module(tmp_path, "runbook.ops.redis_probe", params, verbosity=3)
         assert "authentication failed" in by_check(run.result)["redis"]["detail"]
         assert wrong not in run.output
     finally:
@@ -144,8 +144,8 @@ def test_log_scan_container_logs_after_nul_bytes(tmp_path, busybox_image):
         while b"utf8" not in subprocess.run(["docker", "logs", name], capture_output=True, check=False).stdout:
             assert time.monotonic() < deadline, "the container wrote no logs"
             time.sleep(0.2)
-        run = run_module(tmp_path, "runbook.ops.log_scan", {"containers": [name, name + "-ghost"], "since": "1h",
-                                                          "fail_on": "never"})
+        params = {"containers": [name, name + "-ghost"], "since": "1h", "fail_on": "never"}
+        run = run_module(tmp_path, "runbook.ops.log_scan", params)
         checks = by_check(run.result)
         logs = checks["container %s logs" % name]
         assert logs["value"] == 2 and logs["state"] == "warning", logs
@@ -160,8 +160,8 @@ def test_check_report_writes_private_files_and_check_mode_writes_none(tmp_path):
     findings = [[{"check": "queue jobs", "state": "warning", "value": 150, "unit": "items", "detail": "150 items"}],
                 [{"check": "disk /", "state": "ok", "value": 40.5, "unit": "%", "detail": "fine"}]]
     params = {"findings": findings, "title": "Daily check", "host": "app1", "report_dir": str(tmp_path / "reports"),
-              "report_name": "daily-app1", "thresholds": [{"metric": "queue jobs", "warning": 100, "critical": 1000,
-                                                             "unit": "items"}]}
+              "report_name": "daily-app1",
+              "thresholds": [{"metric": "queue jobs", "warning": 100, "critical": 1000, "unit": "items"}]}
     check = run_module(tmp_path, "runbook.ops.check_report", params, check=True)
     assert not check.failed and check.result["report_files"] is None
     assert "would write" in check.result["msg"] and not (tmp_path / "reports").exists()

@@ -178,7 +178,7 @@ def test_a_300_mb_line_takes_seconds(tmp_path):
     block = b"a" * (1024 * 1024)
     with open(path, "wb") as handle:
         handle.write(b"%s ERROR start " % stamp(5).encode())
-        for _ in range(300):
+        for _block in range(300):
             handle.write(block)
         handle.write(b"\nerror after\n")
     started = time.monotonic()
