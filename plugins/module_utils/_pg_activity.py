@@ -452,3 +452,235 @@ def report(server, database, policy, size_databases=None):
     if problems:
         result["msg"] += " - " + " | ".join(problems)
     return result
+
+
+# --- remediation -------------------------------------------------------------------------------
+
+SESSIONS_SQL = "SELECT coalesce(json_agg(s ORDER BY s.pid), '[]') FROM (SELECT " + SESSION_COLUMNS + SESSIONS_FROM + ") s"
+
+# Signal a session only while it is still doing what it was selected for: same backend (a pid can
+# be reused), same transaction, same query, same state.  No row: it ended or moved on by itself.
+SIGNAL_SQL = """
+SELECT {function}(a.pid)
+FROM pg_stat_activity a
+WHERE a.pid = %(pid)s AND a.pid <> pg_backend_pid()
+  AND a.backend_start::text = %(backend_start)s
+  AND a.xact_start::text IS NOT DISTINCT FROM %(xact_start)s
+  AND a.query_start::text IS NOT DISTINCT FROM %(query_start)s
+  AND a.state IS NOT DISTINCT FROM %(state)s
+"""
+
+WORK_SQL = """
+SELECT a.pid, a.backend_start::text, a.xact_start::text, a.query_start::text, a.state
+FROM pg_stat_activity a WHERE a.pid = ANY(%(pids)s)
+"""
+
+# A terminated backend exits within milliseconds unless it is stuck in the kernel; wait this long
+# before reporting that it is still there.
+TERMINATE_WAIT_SECONDS = 5.0
+POLL_SECONDS = 0.2
+
+
+class TargetFilter:
+    """Which sessions a remediation may signal, and which it must leave alone however they match."""
+
+    def __init__(self, pids=None, min_age=None, states=None, users=None, applications=None, databases=None,
+                 blocking_only=False, allow_superuser=False, allow_replication=False, allow_background=False,
+                 protect_applications=PROTECTED_APPLICATIONS, max_targets=10):
+        if not pids and min_age is None:
+            raise ParameterError("a remediation needs target_pids or target_min_age: it never signals every session")
+        if min_age is not None and min_age < 0:
+            raise ParameterError("target_min_age must not be negative")
+        unknown = sorted(set(states or ()) - set(SESSION_STATES))
+        if unknown:
+            raise ParameterError("unknown session state(s) %s; states are %s" % (", ".join(unknown),
+                                                                                ", ".join(SESSION_STATES)))
+        self.pids = set(pids or ())
+        self.min_age = min_age
+        # Named pids are taken in any state; otherwise idle sessions only when asked for.
+        self.states = set(states) if states else (None if self.pids else set(DEFAULT_TARGET_STATES))
+        self.users = set(users or ())
+        self.applications = set(applications or ())
+        self.databases = set(databases or ())
+        self.blocking_only = blocking_only
+        self.allow = {"superuser": allow_superuser, "replication": allow_replication, "background": allow_background}
+        self.protect_applications = set(protect_applications or ())
+        self.max_targets = max_targets
+
+    def matches(self, session, blockers):
+        checks = (
+            not self.pids or session["pid"] in self.pids,
+            self.min_age is None or (session.get("age") or 0) >= self.min_age,
+            self.states is None or session.get("state") in self.states,
+            not self.users or session.get("user") in self.users,
+            not self.applications or session.get("application") in self.applications,
+            not self.databases or session.get("database") in self.databases,
+            not self.blocking_only or session["pid"] in blockers,
+        )
+        return all(checks)
+
+    def protection(self, session):
+        """Why a matching session must not be signalled, or None."""
+        what = kind(session)
+        if what == "replication" and not self.allow["replication"]:
+            return "replication process (%s); set allow_replication to signal it" % session.get("backend_type")
+        if what == "background" and not self.allow["background"]:
+            return "background process (%s); set allow_background to signal it" % session.get("backend_type")
+        if session.get("superuser") and not self.allow["superuser"]:
+            return "superuser session (%s); set allow_superuser to signal it" % session.get("user")
+        if session.get("application") in self.protect_applications:
+            return "protected application %s (protect_applications)" % session.get("application")
+        return None
+
+    def select(self, sessions):
+        """(targets, skipped): the sessions to signal, and the matching ones left alone with why."""
+        blockers = {pid for s in sessions for pid in (s.get("blocked_by") or ())}
+        targets, skipped = [], []
+        for session in sessions:
+            if not self.matches(session, blockers):
+                continue
+            reason = self.protection(session)
+            if reason:
+                skipped.append({"pid": session["pid"], "reason": reason})
+            else:
+                targets.append(session)
+        seen = {s["pid"] for s in sessions}
+        skipped += [{"pid": pid, "reason": "no such session (or it is this module's own)"}
+                    for pid in sorted(self.pids - seen)]
+        if self.max_targets is not None and len(targets) > self.max_targets:
+            raise ParameterError("%s match the filters, more than max_targets %d: nothing was signalled; narrow "
+                                 "the filters or raise max_targets" % (plural(len(targets), "session"),
+                                                                      self.max_targets))
+        return targets, skipped
+
+
+def _work(session):
+    return tuple(session.get(key) for key in WORK_KEY)
+
+
+class Remediation:
+    """Cancel (then terminate after a grace period) or terminate the sessions a TargetFilter selects,
+    on one connection of its own that is never a target."""
+
+    def __init__(self, server, database, action, target_filter, grace_period=10.0, escalate=True,
+                 query_max_length=200, clock=time.monotonic, sleep=time.sleep):
+        if action not in REMEDIATIONS[1:]:
+            raise ParameterError("remediation must be one of %s, got %r" % (", ".join(REMEDIATIONS[1:]), action))
+        if grace_period is None or grace_period < 0:
+            raise ParameterError("grace_period must be zero or more seconds")
+        self.server, self.database, self.action = server, database, action
+        self.filter, self.grace_period, self.escalate = target_filter, grace_period, escalate
+        self.query_max_length = query_max_length
+        self._clock, self._sleep = clock, sleep
+        self.changed = False
+
+    def run(self, check_mode=False):
+        with contextlib.closing(self.server.connect(self.database, autocommit=True)) as conn:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(SESSIONS_SQL, {"query_max_length": self.query_max_length})
+                    sessions = cur.fetchone()[0]
+                targets, skipped = self.filter.select(sessions)
+                results = [self._result(s) for s in targets]
+                if check_mode:
+                    for item in results:
+                        item["outcome"] = "would %s" % self.action
+                        item["detail"] = self._plan()
+                elif results:
+                    self._act(conn, targets, results)
+            except psycopg2.Error as exc:
+                raise DatabaseError("remediation on %s failed: %s"
+                                    % (self.server.describe(self.database), _pg_message(exc))) from None
+        counts = {}
+        for item in results:
+            counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
+        return {"action": self.action, "check_mode": check_mode, "grace_period": self.grace_period,
+                "escalate": self.escalate, "matched": len(results), "outcomes": counts, "results": results,
+                "skipped": skipped, "changed": self.changed if not check_mode else bool(results)}
+
+    def _plan(self):
+        if self.action == "terminate":
+            return "pg_terminate_backend"
+        if self.escalate:
+            return "pg_cancel_backend, then pg_terminate_backend if still running after %s s" % self.grace_period
+        return "pg_cancel_backend"
+
+    @staticmethod
+    def _result(session):
+        item = brief(session)
+        item.pop("blocked_by", None)
+        item.update({"signals": [], "outcome": None, "detail": ""})
+        return item
+
+    def _signal(self, conn, function, session, item):
+        """Send one signal if the session still does the same work; True when it was sent."""
+        params = {key: session.get(key) for key in WORK_KEY}
+        params["pid"] = session["pid"]
+        try:
+            with conn.cursor() as cur:
+                cur.execute(SIGNAL_SQL.format(function=function), params)
+                row = cur.fetchone()
+        except psycopg2.Error as exc:
+            item["outcome"] = "failed"
+            item["detail"] = "%s refused: %s" % (function, _pg_message(exc))
+            return False
+        if row is None:
+            item["outcome"] = item["outcome"] or "ended by itself"
+            item["detail"] = item["detail"] or "it finished or moved on before %s" % function
+            return False
+        if not row[0]:
+            item["outcome"] = "failed"
+            item["detail"] = "%s returned false (not a server process any more?)" % function
+            return False
+        item["signals"].append(function)
+        self.changed = True
+        return True
+
+    def _still_working(self, conn, sessions):
+        """The pids of ``sessions`` still doing the same work."""
+        if not sessions:
+            return set()
+        with conn.cursor() as cur:
+            cur.execute(WORK_SQL, {"pids": [s["pid"] for s in sessions]})
+            now = {row[0]: tuple(row[1:]) for row in cur.fetchall()}
+        return {s["pid"] for s in sessions if now.get(s["pid"]) == _work(s)}
+
+    def _wait(self, conn, sessions, seconds):
+        """Poll until none of ``sessions`` does the same work or ``seconds`` pass; the pids still at it."""
+        deadline = self._clock() + seconds
+        pending = self._still_working(conn, sessions)
+        while pending and self._clock() < deadline:
+            self._sleep(POLL_SECONDS)
+            pending = self._still_working(conn, [s for s in sessions if s["pid"] in pending])
+        return pending
+
+    def _act(self, conn, targets, results):
+        items = {item["pid"]: item for item in results}
+        to_terminate = targets
+        if self.action == "cancel":
+            cancelled = [s for s in targets if self._signal(conn, "pg_cancel_backend", s, items[s["pid"]])]
+            started = self._clock()
+            pending = self._wait(conn, cancelled, self.grace_period)
+            waited = round(self._clock() - started, 1)
+            for session in cancelled:
+                if session["pid"] not in pending:
+                    items[session["pid"]].update(outcome="cancelled", detail="stopped within %s s of the cancel" % waited)
+            to_terminate = [s for s in cancelled if s["pid"] in pending]
+            if not self.escalate:
+                for session in to_terminate:
+                    items[session["pid"]].update(outcome="still running",
+                                                 detail="still running %s s after the cancel; escalate is off"
+                                                 % self.grace_period)
+                return
+        terminated = [s for s in to_terminate if self._signal(conn, "pg_terminate_backend", s, items[s["pid"]])]
+        gone_check = self._wait(conn, terminated, TERMINATE_WAIT_SECONDS)
+        for session in terminated:
+            item = items[session["pid"]]
+            if session["pid"] in gone_check:
+                item.update(outcome="failed", detail="terminate signal sent, but it is still there after %s s"
+                            % TERMINATE_WAIT_SECONDS)
+            elif len(item["signals"]) > 1:
+                item.update(outcome="terminated", detail="still running %s s after the cancel, so terminated"
+                            % self.grace_period)
+            else:
+                item.update(outcome="terminated", detail="connection closed")

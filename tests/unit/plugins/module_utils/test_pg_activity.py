@@ -162,3 +162,57 @@ def test_kinds():
     assert activity.kind({"backend_type": "logical replication worker"}) == "replication"
     assert activity.kind({"backend_type": "autovacuum worker"}) == "background"
     assert activity.kind({"backend_type": "pg_cron scheduler"}) == "background"
+
+
+def test_target_filter_defaults_and_protections():
+    sessions = [session(1, "active", 400.0),
+                session(2, "idle", 5000.0),
+                session(3, "idle in transaction", 700.0, superuser=True, user="postgres"),
+                session(4, "active", 900.0, backend_type="walsender"),
+                session(5, "active", 900.0, backend_type="autovacuum worker"),
+                session(6, "active", 900.0, application="pg_dump"),
+                session(7, "active", 10.0)]
+    targets, skipped = activity.TargetFilter(min_age=300).select(sessions)
+    assert [s["pid"] for s in targets] == [1]  # idle 2 is not a default state, 7 is too young
+    assert skipped == [
+        {"pid": 3, "reason": "superuser session (postgres); set allow_superuser to signal it"},
+        {"pid": 4, "reason": "replication process (walsender); set allow_replication to signal it"},
+        {"pid": 5, "reason": "background process (autovacuum worker); set allow_background to signal it"},
+        {"pid": 6, "reason": "protected application pg_dump (protect_applications)"}]
+    allowed = activity.TargetFilter(min_age=300, allow_superuser=True, allow_replication=True, allow_background=True,
+                                    protect_applications=[])
+    assert [s["pid"] for s in allowed.select(sessions)[0]] == [1, 3, 4, 5, 6]
+    # Named pids: any state, other filters still apply, unknown pids reported.
+    targets, skipped = activity.TargetFilter(pids=[2, 7, 42]).select(sessions)
+    assert [s["pid"] for s in targets] == [2, 7]
+    assert skipped == [{"pid": 42, "reason": "no such session (or it is this module's own)"}]
+    assert activity.TargetFilter(pids=[2], states=["active"]).select(sessions)[0] == []
+
+
+def test_target_filter_attributes_and_blocking():
+    sessions = [session(1, "idle in transaction", 100.0, user="app", application="worker", database="app"),
+                session(2, "active", 50.0, blocked_by=[1], user="app", application="web", database="app"),
+                session(3, "active", 50.0, user="report", application="web", database="dw")]
+    select = lambda **kw: [s["pid"] for s in activity.TargetFilter(min_age=0, **kw).select(sessions)[0]]  # noqa: E731
+    assert select() == [1, 2, 3]
+    assert select(users=["app"]) == [1, 2]
+    assert select(applications=["web"]) == [2, 3]
+    assert select(databases=["dw"]) == [3]
+    assert select(blocking_only=True) == [1]
+    assert select(states=["active"], users=["app"]) == [2]
+    with pytest.raises(ParameterError, match="^3 sessions match the filters, more than max_targets 2: nothing was"):
+        activity.TargetFilter(min_age=0, max_targets=2).select(sessions)
+
+
+def test_target_filter_and_remediation_refuse_bad_options():
+    with pytest.raises(ParameterError, match="needs target_pids or target_min_age"):
+        activity.TargetFilter(users=["app"])
+    with pytest.raises(ParameterError, match="target_min_age must not be negative"):
+        activity.TargetFilter(min_age=-1)
+    with pytest.raises(ParameterError, match="unknown session state"):
+        activity.TargetFilter(min_age=1, states=["sleeping"])
+    target_filter = activity.TargetFilter(min_age=1)
+    with pytest.raises(ParameterError, match="remediation must be one of cancel, terminate"):
+        activity.Remediation(None, "postgres", "none", target_filter)
+    with pytest.raises(ParameterError, match="grace_period must be zero or more seconds"):
+        activity.Remediation(None, "postgres", "cancel", target_filter, grace_period=-1)
