@@ -20,7 +20,7 @@ import time
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, ParameterError
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import _pg_message
-from ansible_collections.runbook.ops.plugins.module_utils._status import level, summarize, worst
+from ansible_collections.runbook.ops.plugins.module_utils._status import level, rank, summarize, worst
 
 try:
     import psycopg2
@@ -112,7 +112,17 @@ SELECT n.nspname AS schema, c.relname AS "table", c.relkind::text AS kind,
        s.n_live_tup AS live_tuples, s.n_dead_tup AS dead_tuples, s.n_mod_since_analyze AS modified_since_analyze,
        greatest(s.last_analyze, s.last_autoanalyze)::text AS last_analyze,
        greatest(s.last_vacuum, s.last_autovacuum)::text AS last_vacuum,
-       round(extract(epoch FROM now() - greatest(s.last_analyze, s.last_autoanalyze))::numeric, 0)::float8 AS analyze_age
+       round(extract(epoch FROM now() - greatest(s.last_analyze, s.last_autoanalyze))::numeric, 0)::float8 AS analyze_age,
+       c.oid::bigint AS _oid, c.reltuples::float8 AS _reltuples,
+       coalesce((SELECT substring(o FROM 'fillfactor=([0-9]+)')::int FROM unnest(c.reloptions) o
+                 WHERE o LIKE 'fillfactor=%%' LIMIT 1), 100) AS _fillfactor,
+       (SELECT sum(st.avg_width)::int FROM pg_stats st
+        WHERE st.schemaname = n.nspname AND st.tablename = c.relname AND NOT st.inherited) AS _row_width,
+       (SELECT count(*)::int FROM pg_stats st
+        WHERE st.schemaname = n.nspname AND st.tablename = c.relname AND NOT st.inherited) AS _columns_with_stats,
+       (SELECT count(*)::int FROM pg_attribute at
+        WHERE at.attrelid = c.oid AND at.attnum > 0 AND NOT at.attisdropped) AS _columns,
+       current_setting('block_size')::int AS _block_size
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
@@ -121,6 +131,25 @@ WHERE c.relkind IN ('r', 'm', 'p')
   AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
 ORDER BY pg_total_relation_size(c.oid) DESC, 1, 2
 LIMIT %(top)s
+"""
+
+BLOAT_METHODS = ("none", "statistics", "auto", "pgstattuple")
+# The bytes of one heap tuple besides its data: a 23-byte header (24 with alignment) and a 4-byte line pointer.
+TUPLE_OVERHEAD = 24
+LINE_POINTER = 4
+PAGE_HEADER = 24
+MAXALIGN = 8
+
+PGSTATTUPLE_SCHEMA_SQL = """
+SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = 'pgstattuple'
+"""
+
+PGSTATTUPLE_SQL = """
+SELECT c.oid::bigint AS oid, t.table_len, t.tuple_percent, t.dead_tuple_len, t.dead_tuple_percent, t.free_space,
+       t.free_percent
+FROM pg_class c, LATERAL {function}(c.oid) t
+WHERE c.oid = ANY(%(oids)s::oid[])
 """
 
 # What a session is doing; if it is the same after the grace period, the cancel did not stop it.
@@ -135,7 +164,8 @@ class ActivityPolicy:
                  idle_in_transaction_warn_seconds=60, idle_in_transaction_crit_seconds=600,
                  lock_wait_warn_seconds=30, lock_wait_crit_seconds=300,
                  replication_lag_warn_seconds=60, replication_lag_crit_seconds=600,
-                 query_max_length=200, max_sessions=50, table_top=10):
+                 query_max_length=200, max_sessions=50, table_top=10, bloat="statistics",
+                 bloat_warn_percent=30, bloat_crit_percent=60, bloat_min_bytes=10 * 1024 * 1024):
         self.connections = (connections_warn_percent, connections_crit_percent)
         self.long_query = (long_query_warn_seconds, long_query_crit_seconds)
         self.idle_in_transaction = (idle_in_transaction_warn_seconds, idle_in_transaction_crit_seconds)
@@ -144,7 +174,12 @@ class ActivityPolicy:
         self.query_max_length = query_max_length
         self.max_sessions = max_sessions
         self.table_top = table_top
-        for name in ("connections", "long_query", "idle_in_transaction", "lock_wait", "replication_lag"):
+        if bloat not in BLOAT_METHODS:
+            raise ParameterError("bloat must be one of %s, got %r" % (", ".join(BLOAT_METHODS), bloat))
+        self.bloat = bloat
+        self.bloat_levels = (bloat_warn_percent, bloat_crit_percent)
+        self.bloat_min_bytes = bloat_min_bytes
+        for name in ("connections", "long_query", "idle_in_transaction", "lock_wait", "replication_lag", "bloat_levels"):
             warn, crit = getattr(self, name)
             if warn is not None and crit is not None and crit < warn:
                 raise ParameterError("%s: the critical threshold %s is below the warning threshold %s"
@@ -398,7 +433,7 @@ def table_sizes_check(tables):
     """An informational finding over the top tables of every database looked at."""
     everything = [t for rows in tables.values() for t in rows]
     if not everything:
-        return finding("table sizes", "ok", 0, "bytes", "no user table in %s" % ", ".join(tables) or "no database")
+        return finding("table sizes", "ok", 0, "bytes", "no user table in %s" % (", ".join(tables) or "no database"))
     largest = max(everything, key=lambda t: t["total_bytes"] or 0)
     return finding("table sizes", "ok", largest["total_bytes"], "bytes",
                    "largest table %s.%s.%s: %s (table %s, indexes %s); %s listed" % (
@@ -412,14 +447,126 @@ def snapshot(server, database, policy):
     return rows[0]
 
 
-def table_sizes(server, databases, top):
+def table_sizes(server, databases, policy):
+    """The largest tables of each database, with a bloat figure per table unless ``policy.bloat`` is none."""
     tables = {}
     for name in databases:
-        rows = server.query_rows(name, TABLE_SIZES_SQL, {"top": top})
+        rows = server.query_rows(name, TABLE_SIZES_SQL, {"top": policy.table_top})
+        exact, note = {}, None
+        if policy.bloat in ("auto", "pgstattuple"):
+            exact, note = pgstattuple_figures(server, name, [r["_oid"] for r in rows if r["kind"] in ("r", "m")])
         for row in rows:
             row["database"] = name
+            if policy.bloat != "none":
+                row["bloat"] = table_bloat(row, exact.get(row["_oid"]), note)
+            for key in [k for k in row if k.startswith("_")]:
+                del row[key]
         tables[name] = rows
     return tables
+
+
+def pgstattuple_figures(server, database, oids):
+    """({oid: pgstattuple row}, None) or ({}, why not): exact figures when the extension is installed
+    in ``database`` and the login role may use it (superuser or pg_stat_scan_tables)."""
+    try:
+        rows = server.query_rows(database, PGSTATTUPLE_SCHEMA_SQL)
+    except DatabaseError as exc:
+        return {}, "pgstattuple not checked: %s" % exc
+    if not rows:
+        return {}, "pgstattuple is not installed in %s" % database
+    if not oids:
+        return {}, None
+    function = '"%s".pgstattuple' % rows[0]["schema"].replace('"', '""')
+    try:
+        found = server.query_rows(database, PGSTATTUPLE_SQL.format(function=function), {"oids": oids})
+    except DatabaseError as exc:
+        return {}, "pgstattuple failed in %s: %s" % (database, exc)
+    return {row["oid"]: row for row in found}, None
+
+
+def _aligned(size):
+    return (size + MAXALIGN - 1) // MAXALIGN * MAXALIGN
+
+
+def stale_statistics(row):
+    """Why the planner statistics of a table row (from TABLE_SIZES_SQL) are too old or incomplete
+    to estimate from, or None.  The analyze rule is autovacuum's default: 50 rows + 10 %."""
+    if not row.get("last_analyze"):
+        return "never analyzed"
+    changed = row.get("modified_since_analyze") or 0
+    if changed > 50 + 0.1 * (row.get("_reltuples") or 0):
+        return "%d rows changed since the last analyze (%s)" % (changed, row["last_analyze"])
+    if (row.get("_columns_with_stats") or 0) < (row.get("_columns") or 0):
+        return "no statistics for %d of %d columns" % (row["_columns"] - (row.get("_columns_with_stats") or 0),
+                                                       row["_columns"])
+    return None
+
+
+def estimate_bloat(row):
+    """Wasted heap space estimated from planner statistics (rows and average row width), as
+    check_postgres does: the pages the rows would need at the table's fillfactor against its size.
+    None when there is nothing to estimate from."""
+    block = row.get("_block_size") or 8192
+    pages = (row.get("table_bytes") or 0) // block
+    tuples, width = row.get("_reltuples"), row.get("_row_width")
+    if pages <= 0 or width is None or tuples is None or tuples < 0:
+        return None
+    tuple_bytes = _aligned(TUPLE_OVERHEAD + width) + LINE_POINTER
+    per_page = max(1, int((block - PAGE_HEADER) * (row.get("_fillfactor") or 100) / 100.0) // tuple_bytes)
+    needed = -(-int(tuples) // per_page)
+    wasted = max(0, pages - needed)
+    return {"wasted_bytes": wasted * block, "wasted_percent": round(wasted * 100.0 / pages, 1)}
+
+
+def table_bloat(row, exact=None, note=None):
+    """The bloat figure of one table: exact from pgstattuple when given, else the estimate."""
+    if exact is not None:
+        wasted = (exact.get("dead_tuple_len") or 0) + (exact.get("free_space") or 0)
+        total = exact.get("table_len") or 0
+        return {"method": "pgstattuple", "wasted_bytes": wasted,
+                "wasted_percent": round(wasted * 100.0 / total, 1) if total else 0.0,
+                "dead_tuple_percent": exact.get("dead_tuple_percent"), "free_percent": exact.get("free_percent"),
+                "stale_statistics": None, "note": None}
+    estimate = estimate_bloat(row) or {"wasted_bytes": None, "wasted_percent": None}
+    estimate.update(method="statistics", stale_statistics=stale_statistics(row), note=note)
+    return estimate
+
+
+def bloat_check(tables, policy):
+    """A finding over the listed tables of at least ``bloat_min_bytes``: the most wasted share.  An
+    estimate from stale statistics is at most a warning, and says so; asking for pgstattuple and
+    not getting it is a warning."""
+    notes = sorted({t["bloat"]["note"] for rows in tables.values() for t in rows
+                    if t.get("bloat") and t["bloat"]["note"]})
+    rated = []
+    for rows in tables.values():
+        for table in rows:
+            figure = table.get("bloat")
+            if not figure or figure["wasted_percent"] is None or (table["table_bytes"] or 0) < policy.bloat_min_bytes:
+                continue
+            state = level(figure["wasted_percent"], *policy.bloat_levels)
+            if figure["stale_statistics"] and state == "critical":
+                state = "warning"
+            rated.append((state, figure["wasted_percent"], table))
+    if not rated:
+        state, percent = "ok", None
+        detail = "no table of %s or more to rate" % _human_bytes(policy.bloat_min_bytes)
+    else:
+        state, percent, table = max(rated, key=lambda item: (rank(item[0]), item[1]))
+        figure = table["bloat"]
+        detail = "%s.%s.%s: %.1f%% of %s wasted (%s)" % (
+            table["database"], table["schema"], table["table"], percent, _human_bytes(table["table_bytes"]),
+            "pgstattuple" if figure["method"] == "pgstattuple" else "estimate from planner statistics")
+        if figure["stale_statistics"]:
+            detail += "; statistics stale: %s, run ANALYZE before trusting it" % figure["stale_statistics"]
+        stale = [t for _state, _percent, t in rated if t["bloat"]["stale_statistics"] and t is not table]
+        if stale:
+            detail += "; %s with stale statistics" % plural(len(stale), "other table")
+    if notes:
+        detail += "; " + "; ".join(notes)
+    if policy.bloat == "pgstattuple" and notes:
+        state = worst([state, "warning"])
+    return finding("bloat", state, percent, "%", detail)
 
 
 def report(server, database, policy, size_databases=None):
@@ -436,9 +583,11 @@ def report(server, database, policy, size_databases=None):
     result = assess(data, policy)
     if policy.table_top:
         try:
-            tables = table_sizes(server, size_databases or [database], policy.table_top)
+            tables = table_sizes(server, size_databases or [database], policy)
             result["tables"] = [t for rows in tables.values() for t in rows]
             result["findings"].append(table_sizes_check(tables))
+            if policy.bloat != "none":
+                result["findings"].append(bloat_check(tables, policy))
         except DatabaseError as exc:
             result["tables"] = []
             result["findings"].append(finding("table sizes", "warning", None, "bytes",

@@ -57,6 +57,33 @@ options:
     description: How many of the largest tables to list per database; V(0) skips table sizes.
     type: int
     default: 10
+  bloat:
+    description:
+      - How to rate the wasted space (dead tuples and free space) of the listed tables (needs O(table_top) > 0).
+      - V(statistics) estimates it from the planner statistics (row count and average row width against the table's
+        size, as C(check_postgres) does). It costs nothing but misleads when the statistics are stale, so each table
+        says when they are (never analyzed, more rows changed since the last analyze than autovacuum's default
+        threshold of 50 + 10%, or columns without statistics) and such an estimate is at most a warning.
+      - V(pgstattuple) gives exact figures from the C(pgstattuple) extension (it reads each listed table in full; the
+        extension must be installed in the database and the login role a superuser or member of
+        C(pg_stat_scan_tables)); when it cannot be used the estimate is given with a warning saying why.
+      - V(auto) uses C(pgstattuple) where it can and the estimate elsewhere, without a warning.
+      - V(none) skips it.
+    type: str
+    choices: [none, statistics, auto, pgstattuple]
+    default: statistics
+  bloat_warn_percent:
+    description: Warning when at least this share of a table's size is wasted.
+    type: float
+    default: 30
+  bloat_crit_percent:
+    description: Critical when at least this share of a table's size is wasted.
+    type: float
+    default: 60
+  bloat_min_bytes:
+    description: Tables smaller than this are listed but not rated for bloat.
+    type: int
+    default: 10485760
   connections_warn_percent:
     description: Warning when client backends use at least this share of the usable connection slots.
     type: float
@@ -289,7 +316,7 @@ reachable:
   sample: true
 findings:
   description: One finding per check, in a fixed order (server, connections, long-running queries, idle in
-    transaction, blocked sessions, replication, replication slots, table sizes).
+    transaction, blocked sessions, replication, replication slots, then table sizes and bloat unless turned off).
   returned: always
   type: list
   elements: dict
@@ -435,10 +462,20 @@ tables:
   returned: when reachable and O(table_top) is not 0
   type: list
   elements: dict
+  contains:
+    bloat:
+      description:
+        - Unless O(bloat=none), the wasted space. C(method) is V(statistics) or V(pgstattuple); C(wasted_bytes) and
+          C(wasted_percent) (null when there are no statistics to estimate from); C(stale_statistics), why the
+          statistics behind an estimate cannot be trusted (null when they can); C(note), why pgstattuple was not
+          used; with pgstattuple also C(dead_tuple_percent) and C(free_percent).
+      type: dict
+      sample: {method: statistics, wasted_bytes: 9420800, wasted_percent: 66.7, stale_statistics: null, note: null}
   sample: [{database: app, schema: public, table: items, kind: r, total_bytes: 1318912, table_bytes: 991232,
             index_bytes: 311296, toast_bytes: 8192, estimated_rows: 25000, live_tuples: 25000, dead_tuples: 120,
             modified_since_analyze: 120, last_analyze: "2026-11-30 03:12:44.1+00", last_vacuum: null,
-            analyze_age: 3600}]
+            analyze_age: 3600, bloat: {method: statistics, wasted_bytes: 0, wasted_percent: 0.0,
+                                       stale_statistics: null, note: null}}]
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -466,6 +503,10 @@ def argument_spec():
         table_top={"type": "int", "default": 10},
         query_max_length={"type": "int", "default": 200},
         max_sessions={"type": "int", "default": 50},
+        bloat={"type": "str", "choices": list(activity.BLOAT_METHODS), "default": "statistics"},
+        bloat_warn_percent={"type": "float", "default": 30},
+        bloat_crit_percent={"type": "float", "default": 60},
+        bloat_min_bytes={"type": "int", "default": 10 * 1024 * 1024},
         fail_on=dict(FAIL_ON_ARGSPEC),
         remediate={"type": "str", "choices": list(activity.REMEDIATIONS), "default": "none"},
         grace_period={"type": "float", "default": 10},

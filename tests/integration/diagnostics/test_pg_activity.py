@@ -189,3 +189,62 @@ def test_missing_psycopg2_is_reported(tmp_path, pg_conn_params):
     assert run.failed, run.output
     assert "psycopg2" in run.result["msg"] and "Failed to import the required Python library" in run.result["msg"]
     assert sys.executable != "/usr/bin/python3"
+
+
+def bloat_of(result):
+    return findings_of(result)["bloat"]
+
+
+def test_bloat_estimate_says_when_statistics_are_stale(ansible_module, pg_conn_params, pg_database, pg_session):
+    # Each step in its own session, closed after it: a closing backend flushes its statistics
+    # (PostgreSQL 15 otherwise sends them up to a second or more later).
+    def step(sql):
+        session = pg_session(pg_database, "bloat")
+        session.run(sql)
+        session.conn.close()
+        time.sleep(0.5)
+
+    step("CREATE TABLE grown (id int, payload text) WITH (autovacuum_enabled = false)")
+    step("INSERT INTO grown SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g")
+    step("ANALYZE grown")
+    params = dict(pg_conn_params, database=pg_database, fail_on="never", bloat_min_bytes=0, table_top=1)
+    fresh = ansible_module(MODULE, params).result
+    assert fresh["tables"][0]["bloat"] == {"method": "statistics", "wasted_bytes": 0, "wasted_percent": 0.0,
+                                           "stale_statistics": None, "note": None}
+    assert bloat_of(fresh)["state"] == "ok" and bloat_of(fresh)["value"] == 0.0
+    # The table doubles without an ANALYZE: the statistics now claim half of it is wasted. The
+    # estimate says so, and that it cannot be trusted, and is not critical.
+    step("INSERT INTO grown SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g")
+    stale = ansible_module(MODULE, params).result
+    figure = stale["tables"][0]["bloat"]
+    assert 45 <= figure["wasted_percent"] <= 55
+    assert figure["stale_statistics"].startswith("50000 rows changed since the last analyze (")
+    finding = bloat_of(stale)
+    assert finding["state"] == "warning" and finding["unit"] == "%" and finding["value"] == figure["wasted_percent"]
+    assert "statistics stale: 50000 rows changed since the last analyze" in finding["detail"]
+    assert "run ANALYZE before trusting it" in finding["detail"]
+
+
+def test_bloat_exact_with_pgstattuple(ansible_module, pg_conn_params, pg_database, pg_session):
+    setup = pg_session(pg_database, "bloat")
+    setup.run("CREATE TABLE churn (id int, payload text) WITH (autovacuum_enabled = false)")
+    setup.run("INSERT INTO churn SELECT g, repeat('x', 100) FROM generate_series(1, 60000) g")
+    setup.run("DELETE FROM churn WHERE id % 3 <> 0")
+    setup.run("VACUUM ANALYZE churn")
+    params = dict(pg_conn_params, database=pg_database, fail_on="never", bloat_min_bytes=0, table_top=1)
+    # Without the extension: auto falls back to the estimate and says why; pgstattuple warns.
+    auto = ansible_module(MODULE, dict(params, bloat="auto")).result
+    assert auto["tables"][0]["bloat"]["method"] == "statistics"
+    assert auto["tables"][0]["bloat"]["note"] == "pgstattuple is not installed in %s" % pg_database
+    assert bloat_of(auto)["state"] == "critical"  # two thirds deleted: the estimate from fresh statistics
+    strict = ansible_module(MODULE, dict(params, bloat="pgstattuple", bloat_crit_percent=100)).result
+    assert bloat_of(strict)["state"] == "warning"
+    assert bloat_of(strict)["detail"].endswith("; pgstattuple is not installed in %s" % pg_database)
+    setup.run("CREATE EXTENSION pgstattuple")
+    exact = ansible_module(MODULE, dict(params, bloat="auto")).result
+    figure = exact["tables"][0]["bloat"]
+    assert figure["method"] == "pgstattuple" and figure["note"] is None
+    assert 55 <= figure["wasted_percent"] <= 75 and figure["free_percent"] > 50
+    assert bloat_of(exact)["state"] == "critical" and "(pgstattuple)" in bloat_of(exact)["detail"]
+    none = ansible_module(MODULE, dict(params, bloat="none")).result
+    assert "bloat" not in findings_of(none) and "bloat" not in none["tables"][0]

@@ -216,3 +216,60 @@ def test_target_filter_and_remediation_refuse_bad_options():
         activity.Remediation(None, "postgres", "none", target_filter)
     with pytest.raises(ParameterError, match="grace_period must be zero or more seconds"):
         activity.Remediation(None, "postgres", "cancel", target_filter, grace_period=-1)
+
+
+def table_row(table_bytes=80 * 8192, reltuples=4000.0, width=100, analyzed=True, modified=0, columns=(2, 2),
+              **extra):
+    row = {"database": "app", "schema": "public", "table": "items", "table_bytes": table_bytes,
+           "_reltuples": reltuples, "_row_width": width, "_fillfactor": 100, "_block_size": 8192,
+           "_columns_with_stats": columns[0], "_columns": columns[1],
+           "last_analyze": "2026-11-30 03:00:00+00" if analyzed else None, "modified_since_analyze": modified}
+    row.update(extra)
+    return row
+
+
+def test_bloat_estimate_from_statistics():
+    # 100-byte rows: 24 + 104 aligned + 4 = 132 bytes, 61 per page; 4000 rows need 66 pages.
+    assert activity.estimate_bloat(table_row()) == {"wasted_bytes": 14 * 8192, "wasted_percent": 17.5}
+    assert activity.estimate_bloat(table_row(table_bytes=66 * 8192))["wasted_percent"] == 0.0
+    assert activity.estimate_bloat(table_row(table_bytes=40 * 8192))["wasted_bytes"] == 0  # more rows than pages: 0
+    # fillfactor 50 halves the rows per page: 30 per page, 134 pages needed.
+    assert activity.estimate_bloat(table_row(table_bytes=134 * 8192, _fillfactor=50))["wasted_percent"] == 0.0
+    assert activity.estimate_bloat(table_row(width=None)) is None  # never analyzed: no widths
+    assert activity.estimate_bloat(table_row(table_bytes=0)) is None
+
+
+def test_stale_statistics():
+    assert activity.stale_statistics(table_row()) is None
+    assert activity.stale_statistics(table_row(analyzed=False)) == "never analyzed"
+    assert activity.stale_statistics(table_row(modified=450)) is None  # 50 + 10 % of 4000
+    assert activity.stale_statistics(table_row(modified=451)) == ("451 rows changed since the last analyze "
+                                                                  "(2026-11-30 03:00:00+00)")
+    assert activity.stale_statistics(table_row(columns=(1, 3))) == "no statistics for 2 of 3 columns"
+
+
+def test_bloat_finding():
+    policy = activity.ActivityPolicy(bloat_min_bytes=0)
+    fresh = dict(table_row(table_bytes=200 * 8192), bloat=None)
+    fresh["bloat"] = activity.table_bloat(fresh)
+    stale = dict(table_row(table_bytes=400 * 8192, modified=10000, table="grown"))
+    stale["bloat"] = activity.table_bloat(stale)
+    assert fresh["bloat"]["wasted_percent"] == 67.0 and stale["bloat"]["wasted_percent"] == 83.5
+    check = activity.bloat_check({"app": [fresh]}, policy)
+    assert check == {"check": "bloat", "state": "critical", "value": 67.0, "unit": "%",
+                     "detail": "app.public.items: 67.0% of 1.6 MiB wasted (estimate from planner statistics)"}
+    # A worse figure from stale statistics is only a warning; the critical fresh one wins.
+    check = activity.bloat_check({"app": [fresh, stale]}, policy)
+    assert check["state"] == "critical" and check["value"] == 67.0
+    assert check["detail"].endswith("; 1 other table with stale statistics")
+    check = activity.bloat_check({"app": [stale]}, policy)
+    assert check["state"] == "warning" and "statistics stale: 10000 rows changed" in check["detail"]
+    small = activity.bloat_check({"app": [fresh]}, activity.ActivityPolicy())
+    assert small == {"check": "bloat", "state": "ok", "value": None, "unit": "%",
+                     "detail": "no table of 10.0 MiB or more to rate"}
+    exact = activity.table_bloat(fresh, {"table_len": 1000, "dead_tuple_len": 100, "free_space": 250,
+                                         "dead_tuple_percent": 10.0, "free_percent": 25.0})
+    assert exact == {"method": "pgstattuple", "wasted_bytes": 350, "wasted_percent": 35.0,
+                     "dead_tuple_percent": 10.0, "free_percent": 25.0, "stale_statistics": None, "note": None}
+    with pytest.raises(ParameterError, match="bloat must be one of none, statistics, auto, pgstattuple"):
+        activity.ActivityPolicy(bloat="exact")
