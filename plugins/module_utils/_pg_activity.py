@@ -16,6 +16,7 @@ Ansible imports; the SQL runs through ``PgServer`` (read-only through ``query_ro
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, ParameterError
@@ -152,6 +153,18 @@ FROM pg_class c, LATERAL {function}(c.oid) t
 WHERE c.oid = ANY(%(oids)s::oid[])
 """
 
+# pg_relation_size and pgstattuple take a share lock on each table: behind an exclusive lock
+# (VACUUM FULL, ALTER TABLE: often the very incident) they would wait for ever.  The activity
+# snapshot takes no table lock; every read query is also bounded by the policy's query_timeout.
+LOCK_TIMEOUT_SECONDS = 2.0
+TIMEOUTS_SQL = "SET LOCAL statement_timeout = %(statement_timeout_ms)s; SET LOCAL lock_timeout = %(lock_timeout_ms)s; "
+
+# Password literals in query texts (ALTER ROLE ... PASSWORD '...', connection strings of dblink and
+# subscriptions) are masked before a query excerpt leaves the module, even when the excerpt cuts
+# the literal short.
+_SECRET_LITERALS = (re.compile(r"(?i)(\bpassword\s+)('(?:[^']|'')*(?:'|$))"),  # PASSWORD 'literal'
+                    re.compile(r"(?i)(\bpassword\s*=\s*)(''(?:[^']|'(?!'))*(?:''|$)|'(?:[^']|'')*(?:'|$)|[^\s']+)"))  # password=value
+
 # What a session is doing; if it is the same after the grace period, the cancel did not stop it.
 WORK_KEY = ("backend_start", "xact_start", "query_start", "state")
 
@@ -165,7 +178,8 @@ class ActivityPolicy:
                  lock_wait_warn_seconds=30, lock_wait_crit_seconds=300,
                  replication_lag_warn_seconds=60, replication_lag_crit_seconds=600,
                  query_max_length=200, max_sessions=50, table_top=10, bloat="statistics",
-                 bloat_warn_percent=30, bloat_crit_percent=60, bloat_min_bytes=10 * 1024 * 1024):
+                 bloat_warn_percent=30, bloat_crit_percent=60, bloat_min_bytes=10 * 1024 * 1024,
+                 query_timeout=30):
         self.connections = (connections_warn_percent, connections_crit_percent)
         self.long_query = (long_query_warn_seconds, long_query_crit_seconds)
         self.idle_in_transaction = (idle_in_transaction_warn_seconds, idle_in_transaction_crit_seconds)
@@ -179,6 +193,9 @@ class ActivityPolicy:
         self.bloat = bloat
         self.bloat_levels = (bloat_warn_percent, bloat_crit_percent)
         self.bloat_min_bytes = bloat_min_bytes
+        if query_timeout <= 0:
+            raise ParameterError("query_timeout must be more than 0 seconds")
+        self.query_timeout = query_timeout
         for name in ("connections", "long_query", "idle_in_transaction", "lock_wait", "replication_lag", "bloat_levels"):
             warn, crit = getattr(self, name)
             if warn is not None and crit is not None and crit < warn:
@@ -187,6 +204,11 @@ class ActivityPolicy:
         for name in ("query_max_length", "max_sessions", "table_top"):
             if getattr(self, name) < 0:
                 raise ParameterError("%s must not be negative" % name)
+
+    def timeouts(self):
+        """Parameters of TIMEOUTS_SQL, in milliseconds."""
+        return {"statement_timeout_ms": int(self.query_timeout * 1000),
+                "lock_timeout_ms": int(min(LOCK_TIMEOUT_SECONDS, self.query_timeout) * 1000)}
 
     @classmethod
     def from_params(cls, params):
@@ -246,11 +268,22 @@ def connection_summary(snapshot):
     }
 
 
+def redact_query(text):
+    """A query text with its password literals masked."""
+    if not text:
+        return text
+    for pattern in _SECRET_LITERALS:
+        text = pattern.sub(lambda m: m.group(1) + ("'***'" if m.group(2).startswith("'") else "***"), text)
+    return text
+
+
 def brief(session):
-    """The fields of a session worth showing in a list."""
+    """The fields of a session worth showing in a list (password literals in the query masked)."""
     keys = ("pid", "user", "database", "application", "client_addr", "backend_type", "state", "age",
             "xact_age", "wait_event_type", "wait_event", "blocked_by", "query", "query_truncated")
-    return {key: session.get(key) for key in keys}
+    item = {key: session.get(key) for key in keys}
+    item["query"] = redact_query(item["query"])
+    return item
 
 
 def over(sessions, states, threshold):
@@ -272,7 +305,7 @@ def _who(session):
 
 
 def _excerpt(session, length=80):
-    query = " ".join((session.get("query") or "").split())
+    query = " ".join(redact_query(session.get("query") or "").split())
     return query if len(query) <= length else query[:length - 3] + "..."
 
 
@@ -363,10 +396,11 @@ def replication_checks(snapshot, thresholds):
         lag = max(lags, default=0.0)
         not_streaming = [r for r in replicas if r.get("state") != "streaming"]
         state = worst([level(lag, *thresholds), "warning" if not_streaming else "ok"])
+        names = ", ".join("%s %s (%s)" % (r.get("application") or r.get("client_addr") or r["pid"], r.get("state"),
+                                          r.get("sync_state")) for r in replicas)
         detail = "%s: %s; replay lag up to %.1f s, %s" % (
-            plural(len(replicas), "standby", "standbys"), ", ".join("%s %s (%s)" % (r.get("application") or r.get("client_addr") or r["pid"],
-                                                      r.get("state"), r.get("sync_state")) for r in replicas),
-            lag, _human_bytes(max((r.get("replay_lag_bytes") or 0 for r in replicas), default=0)))
+            plural(len(replicas), "standby", "standbys"), names, lag,
+            _human_bytes(max((r.get("replay_lag_bytes") or 0 for r in replicas), default=0)))
         main = finding("replication", state, round(lag, 1), "s", detail)
     inactive = [s for s in slots if not s.get("active")]
     if not slots:
@@ -443,7 +477,8 @@ def table_sizes_check(tables):
 
 def snapshot(server, database, policy):
     """One read-only round trip: settings, sessions, waiting locks, replication, database sizes."""
-    rows = server.query_rows(database, SNAPSHOT_SQL, {"query_max_length": policy.query_max_length})
+    params = dict(policy.timeouts(), query_max_length=policy.query_max_length)
+    rows = server.query_rows(database, TIMEOUTS_SQL + SNAPSHOT_SQL, params)
     return rows[0]
 
 
@@ -451,10 +486,11 @@ def table_sizes(server, databases, policy):
     """The largest tables of each database, with a bloat figure per table unless ``policy.bloat`` is none."""
     tables = {}
     for name in databases:
-        rows = server.query_rows(name, TABLE_SIZES_SQL, {"top": policy.table_top})
+        rows = server.query_rows(name, TIMEOUTS_SQL + TABLE_SIZES_SQL, dict(policy.timeouts(), top=policy.table_top))
         exact, note = {}, None
         if policy.bloat in ("auto", "pgstattuple"):
-            exact, note = pgstattuple_figures(server, name, [r["_oid"] for r in rows if r["kind"] in ("r", "m")])
+            exact, note = pgstattuple_figures(server, name, [r["_oid"] for r in rows if r["kind"] in ("r", "m")],
+                                              policy.timeouts())
         for row in rows:
             row["database"] = name
             if policy.bloat != "none":
@@ -465,7 +501,7 @@ def table_sizes(server, databases, policy):
     return tables
 
 
-def pgstattuple_figures(server, database, oids):
+def pgstattuple_figures(server, database, oids, timeouts):
     """({oid: pgstattuple row}, None) or ({}, why not): exact figures when the extension is installed
     in ``database`` and the login role may use it (superuser or pg_stat_scan_tables)."""
     try:
@@ -478,7 +514,8 @@ def pgstattuple_figures(server, database, oids):
         return {}, None
     function = '"%s".pgstattuple' % rows[0]["schema"].replace('"', '""')
     try:
-        found = server.query_rows(database, PGSTATTUPLE_SQL.format(function=function), {"oids": oids})
+        found = server.query_rows(database, TIMEOUTS_SQL + PGSTATTUPLE_SQL.format(function=function),
+                                  dict(timeouts, oids=oids))
     except DatabaseError as exc:
         return {}, "pgstattuple failed in %s: %s" % (database, exc)
     return {row["oid"]: row for row in found}, None
@@ -590,8 +627,9 @@ def report(server, database, policy, size_databases=None):
                 result["findings"].append(bloat_check(tables, policy))
         except DatabaseError as exc:
             result["tables"] = []
+            hint = " (a table is locked exclusively: see the lock tree)" if "lock timeout" in str(exc) else ""
             result["findings"].append(finding("table sizes", "warning", None, "bytes",
-                                              "table sizes could not be read: %s" % exc))
+                                              "table sizes could not be read: %s%s" % (exc, hint)))
     states = [f["state"] for f in result["findings"]]
     result["state"] = worst(states)
     result["summary"] = summarize(states)
@@ -642,8 +680,8 @@ class TargetFilter:
             raise ParameterError("target_min_age must not be negative")
         unknown = sorted(set(states or ()) - set(SESSION_STATES))
         if unknown:
-            raise ParameterError("unknown session state(s) %s; states are %s" % (", ".join(unknown),
-                                                                                ", ".join(SESSION_STATES)))
+            raise ParameterError("unknown session state(s) %s; states are %s"
+                                 % (", ".join(unknown), ", ".join(SESSION_STATES)))
         self.pids = set(pids or ())
         self.min_age = min_age
         # Named pids are taken in any state; otherwise idle sessions only when asked for.
@@ -698,8 +736,7 @@ class TargetFilter:
                     for pid in sorted(self.pids - seen)]
         if self.max_targets is not None and len(targets) > self.max_targets:
             raise ParameterError("%s match the filters, more than max_targets %d: nothing was signalled; narrow "
-                                 "the filters or raise max_targets" % (plural(len(targets), "session"),
-                                                                      self.max_targets))
+                                 "the filters or raise max_targets" % (plural(len(targets), "session"), self.max_targets))
         return targets, skipped
 
 

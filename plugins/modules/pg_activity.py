@@ -23,7 +23,8 @@ description:
     query excerpt capped in length), the lock tree (who blocks whom, from C(pg_blocking_pids)) as nested JSON,
     replication (standbys and their lag, slots, or the standby's own replay delay), database sizes and the largest
     tables.
-  - The session this module opens is never counted, listed or rated.
+  - The session this module opens is never counted, listed or rated. Password literals in query texts
+    (C(PASSWORD '...'), C(password=...) in connection strings) are masked.
   - To see the queries and states of other roles' sessions the login role needs C(pg_monitor) (or
     C(pg_read_all_stats)), or to be a superuser; without it they are counted but their query reads
     C(<insufficient privilege>).
@@ -128,6 +129,13 @@ options:
     description: Query texts are cut to this many characters in the output.
     type: int
     default: 200
+  query_timeout:
+    description:
+      - Seconds any one of the module's read queries may take (C(statement_timeout)). Table sizes and pgstattuple
+        also give up after 2 seconds waiting for a table lock, so a table locked exclusively (C(VACUUM FULL),
+        C(ALTER TABLE)) makes the table sizes finding a warning instead of hanging the check.
+    type: float
+    default: 30
   max_sessions:
     description: At most this many sessions in each returned list (the counts are always complete).
     type: int
@@ -217,7 +225,9 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reads as usual; with O(remediate) it lists what it would cancel or terminate and signals nothing.
+    description:
+      - Reads as usual. With O(remediate) it lists what it would cancel or terminate, reports C(changed) when it
+        would signal something, and signals nothing.
   diff_mode:
     support: none
     description: Signals have no diff; RV(remediation) lists what was done per pid.
@@ -503,6 +513,7 @@ def argument_spec():
         table_top={"type": "int", "default": 10},
         query_max_length={"type": "int", "default": 200},
         max_sessions={"type": "int", "default": 50},
+        query_timeout={"type": "float", "default": 30},
         bloat={"type": "str", "choices": list(activity.BLOAT_METHODS), "default": "statistics"},
         bloat_warn_percent={"type": "float", "default": 30},
         bloat_crit_percent={"type": "float", "default": 60},

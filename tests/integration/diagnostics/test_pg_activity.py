@@ -93,8 +93,7 @@ def test_long_query_is_listed_with_a_capped_excerpt(ansible_module, pg_conn_para
     assert "long-running queries" in result["msg"]
 
 
-def test_client_backends_counted_apart_from_other_processes(ansible_module, pg_conn_params, pg_database,
-                                                           pg_session):
+def test_client_backends_counted_apart_from_other_processes(ansible_module, pg_conn_params, pg_database, pg_session):
     sessions = [pg_session(pg_database, "idle%d" % n) for n in range(3)]
     busy = pg_session(pg_database, "busy", autocommit=False)
     busy.run("SELECT 1")
@@ -248,3 +247,30 @@ def test_bloat_exact_with_pgstattuple(ansible_module, pg_conn_params, pg_databas
     assert bloat_of(exact)["state"] == "critical" and "(pgstattuple)" in bloat_of(exact)["detail"]
     none = ansible_module(MODULE, dict(params, bloat="none")).result
     assert "bloat" not in findings_of(none) and "bloat" not in none["tables"][0]
+
+
+def test_exclusively_locked_table_does_not_hang_the_check(ansible_module, pg_conn_params, pg_database, pg_session):
+    setup = pg_session(pg_database, "setup")
+    setup.run("CREATE TABLE locked (id int)")
+    holder = pg_session(pg_database, "vacuumfull", autocommit=False)
+    holder.run("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+    started = time.monotonic()
+    run = ansible_module(MODULE, dict(pg_conn_params, database=pg_database, fail_on="never"))
+    assert time.monotonic() - started < 25, "the table size query waited for the lock"
+    sizes = findings_of(run.result)["table sizes"]
+    assert sizes["state"] == "warning" and sizes["value"] is None
+    assert "lock timeout" in sizes["detail"] and sizes["detail"].endswith(
+        "(a table is locked exclusively: see the lock tree)")
+    assert run.result["tables"] == [] and findings_of(run.result)["server"]["state"] == "ok"
+
+
+def test_password_in_a_running_query_is_masked(ansible_module, pg_conn_params, pg_database, pg_session, wait_for):
+    secret = "hunter2-Qx81"
+    slow = pg_session(pg_database, "secret")
+    slow.start("SELECT pg_sleep(30) /* ALTER ROLE nobody PASSWORD '%s' */" % secret)
+    wait_for("pid = %s AND state = 'active'", (slow.pid,))
+    run = ansible_module(MODULE, dict(pg_conn_params, database=pg_database, fail_on="never", long_query_warn_seconds=0),
+                         verbosity=3)
+    mine = [s for s in run.result["sessions"] if s["pid"] == slow.pid][0]
+    assert mine["query"] == "SELECT pg_sleep(30) /* ALTER ROLE nobody PASSWORD '***' */"
+    assert secret not in run.output

@@ -103,8 +103,7 @@ def test_check_mode_touches_nothing(ansible_module, pg_conn_params, blocked_pair
     assert waiter.thread.is_alive()
 
 
-def test_own_session_and_protected_sessions_are_never_signalled(ansible_module, pg_conn_params, pg_database,
-                                                              pg_session):
+def test_own_session_and_protected_sessions_are_never_signalled(ansible_module, pg_conn_params, pg_database, pg_session):
     # The module's own session is the only runbook.ops session on this fresh database.
     params = remediate(pg_conn_params, pg_database, remediate="terminate", target_min_age=0,
                        target_databases=[pg_database], target_applications=["runbook.ops"],

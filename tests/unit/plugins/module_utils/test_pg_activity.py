@@ -193,7 +193,10 @@ def test_target_filter_attributes_and_blocking():
     sessions = [session(1, "idle in transaction", 100.0, user="app", application="worker", database="app"),
                 session(2, "active", 50.0, blocked_by=[1], user="app", application="web", database="app"),
                 session(3, "active", 50.0, user="report", application="web", database="dw")]
-    select = lambda **kw: [s["pid"] for s in activity.TargetFilter(min_age=0, **kw).select(sessions)[0]]  # noqa: E731
+
+    def select(**kw):
+        return [s["pid"] for s in activity.TargetFilter(min_age=0, **kw).select(sessions)[0]]
+
     assert select() == [1, 2, 3]
     assert select(users=["app"]) == [1, 2]
     assert select(applications=["web"]) == [2, 3]
@@ -273,3 +276,18 @@ def test_bloat_finding():
                      "dead_tuple_percent": 10.0, "free_percent": 25.0, "stale_statistics": None, "note": None}
     with pytest.raises(ParameterError, match="bloat must be one of none, statistics, auto, pgstattuple"):
         activity.ActivityPolicy(bloat="exact")
+
+
+@pytest.mark.parametrize("query, shown", [
+    ("ALTER ROLE app PASSWORD 'se''cret' VALID UNTIL 'infinity'", "ALTER ROLE app PASSWORD '***' VALID UNTIL 'infinity'"),
+    ("alter user x with encrypted password 'SCRAM-SHA-256$4096:abc'", "alter user x with encrypted password '***'"),
+    ("ALTER ROLE app PASSWORD 'cut short by query_max_len", "ALTER ROLE app PASSWORD '***'"),
+    ("CREATE SUBSCRIPTION s CONNECTION 'host=db password=abc dbname=app' PUBLICATION p",
+     "CREATE SUBSCRIPTION s CONNECTION 'host=db password=*** dbname=app' PUBLICATION p"),
+    ("SELECT dblink_connect('host=db password = ''x y'' user=b')", "SELECT dblink_connect('host=db password = '***' user=b')"),
+    ("SELECT password FROM users WHERE name = 'password'", "SELECT password FROM users WHERE name = 'password'"),
+    ("SELECT 1", "SELECT 1"),
+])
+def test_password_literals_are_masked(query, shown):
+    assert activity.redact_query(query) == shown
+    assert activity.brief(session(1, query=query))["query"] == shown
