@@ -221,8 +221,11 @@ def finding(check, state, value, unit, detail):
 
 
 def kind(session):
-    """client, replication or background: who may be signalled without an explicit allow."""
-    backend_type = session.get("backend_type") or ""
+    """client, replication, background, or hidden (the login may not see what it is: another role's
+    session without pg_monitor); who may be signalled without an explicit allow."""
+    backend_type = session.get("backend_type")
+    if backend_type is None:
+        return "hidden"
     if backend_type == CLIENT:
         return "client"
     if backend_type in REPLICATION_TYPES or backend_type.startswith("logical replication"):
@@ -234,7 +237,9 @@ def _count(sessions, key):
     counts = {}
     for session in sessions:
         name = session.get(key)
-        name = "(none)" if name in (None, "") else str(name)
+        if name in (None, ""):
+            name = "(hidden)" if kind(session) == "hidden" and key not in ("user", "database") else "(none)"
+        name = str(name)
         counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
 
@@ -248,13 +253,15 @@ def connection_summary(snapshot):
     is client backends over the slots an application role can use.
     """
     sessions = snapshot["sessions"]
-    clients = [s for s in sessions if s.get("backend_type") == CLIENT]
+    hidden = [s for s in sessions if kind(s) == "hidden"]
+    clients = [s for s in sessions if kind(s) == "client"] + hidden_sessions(sessions)
     max_connections = snapshot["max_connections"]
     reserved = (snapshot.get("superuser_reserved_connections") or 0) + (snapshot.get("reserved_connections") or 0)
     usable = max_connections - reserved if max_connections > reserved else max_connections
     return {
         "client_backends": len(clients),
         "total": len(sessions),
+        "hidden": len(hidden),
         "max_connections": max_connections,
         "superuser_reserved_connections": snapshot.get("superuser_reserved_connections") or 0,
         "reserved_connections": snapshot.get("reserved_connections") or 0,
@@ -309,23 +316,36 @@ def _excerpt(session, length=80):
     return query if len(query) <= length else query[:length - 3] + "..."
 
 
+def hidden_sessions(sessions):
+    """Sessions of a role whose type and state this login may not see (other roles' sessions
+    without pg_monitor): client backends as far as anyone can tell, so they are counted as such."""
+    return [s for s in sessions if kind(s) == "hidden" and s.get("user")]
+
+
 def _age_check(name, nouns, sessions, states, thresholds):
-    """A finding on the oldest session in ``states``; ``nouns`` is (singular, plural)."""
+    """A finding on the oldest session in ``states``; ``nouns`` is (singular, plural).  Sessions
+    this login cannot see make it at least a warning: what it cannot see it cannot call ok."""
     warn, crit = thresholds
     first = warn if warn is not None else crit
     candidates = [s for s in sessions if s.get("state") in states and kind(s) == "client"]
     oldest = max((s.get("age") or 0 for s in candidates), default=None)
     listed = over(sessions, states, first)
     if oldest is None:
-        return finding(name, "ok", None, "s", "no %s" % nouns[0]), listed
-    state = level(oldest, warn, crit)
-    if not listed:
-        return finding(name, state, round(oldest, 1), "s", "%s, none for %s s or more (oldest %.1f s)"
-                       % (plural(len(candidates), *nouns), first, oldest)), listed
-    top = listed[0]
-    detail = "%s for %s s or more; oldest %.0f s: %s: %s" % (plural(len(listed), *nouns), first, top["age"],
-                                                             _who(top), _excerpt(top))
-    return finding(name, state, round(oldest, 1), "s", detail), listed
+        state, value, detail = "ok", None, "no %s" % nouns[0]
+    elif not listed:
+        state, value = level(oldest, warn, crit), round(oldest, 1)
+        detail = "%s, none for %s s or more (oldest %.1f s)" % (plural(len(candidates), *nouns), first, oldest)
+    else:
+        top = listed[0]
+        state, value = level(oldest, warn, crit), round(oldest, 1)
+        detail = "%s for %s s or more; oldest %.0f s: %s: %s" % (plural(len(listed), *nouns), first, top["age"],
+                                                                 _who(top), _excerpt(top))
+    hidden = hidden_sessions(sessions)
+    if hidden:
+        state = worst([state, "warning"])
+        detail += "; the state of %s of other roles is hidden from this login (grant it pg_monitor)" % plural(
+            len(hidden), "session")
+    return finding(name, state, value, "s", detail), listed
 
 
 def lock_tree(sessions, waiting_locks=()):
@@ -423,13 +443,16 @@ def assess(snapshot, policy):
     findings = [finding("server", "ok", snapshot["server_version"].split()[0], None,
                         "PostgreSQL %s, %s, accepts connections and answers queries"
                         % (snapshot["server_version"].split()[0], role))]
-    findings.append(finding(
-        "connections", level(connections["used_percent"], *policy.connections), connections["used_percent"], "%",
-        "%d client connections of %d usable by ordinary roles (max_connections %d, %d reserved): %.1f%%; "
-        "%d server processes besides this check" % (
-            connections["client_backends"], connections["usable"], connections["max_connections"],
-            connections["max_connections"] - connections["usable"], connections["used_percent"],
-            connections["total"])))
+    detail = ("%d client connections of %d usable by ordinary roles (max_connections %d, %d reserved): %.1f%%; "
+              "%d server processes besides this check" % (
+                  connections["client_backends"], connections["usable"], connections["max_connections"],
+                  connections["max_connections"] - connections["usable"], connections["used_percent"],
+                  connections["total"]))
+    if connections["hidden"]:
+        detail += ("; %d hidden from this login (grant it pg_monitor), those of a role counted as clients"
+                   % connections["hidden"])
+    findings.append(finding("connections", level(connections["used_percent"], *policy.connections),
+                            connections["used_percent"], "%", detail))
     long_finding, long_queries = _age_check("long-running queries", ("active query", "active queries"), sessions, ("active",),
                                             policy.long_query)
     idle_finding, idle_tx = _age_check("idle in transaction", ("session idle in transaction", "sessions idle in transaction"),
@@ -614,9 +637,9 @@ def report(server, database, policy, size_databases=None):
         detail = str(exc)
         if not detail.startswith("cannot connect"):
             detail = "connected to %s but the activity query failed: %s" % (server.describe(database), detail)
-        findings = [finding("server", "critical", None, None, detail)]
-        return {"state": "critical", "summary": summarize(["critical"]), "findings": findings, "msg": detail,
-                "reachable": False}
+        result = conclude({"findings": [finding("server", "critical", None, None, detail)], "reachable": False})
+        result["msg"] = detail
+        return result
     result = assess(data, policy)
     if policy.table_top:
         try:
@@ -630,10 +653,15 @@ def report(server, database, policy, size_databases=None):
             hint = " (a table is locked exclusively: see the lock tree)" if "lock timeout" in str(exc) else ""
             result["findings"].append(finding("table sizes", "warning", None, "bytes",
                                               "table sizes could not be read: %s%s" % (exc, hint)))
+    result["reachable"] = True
+    return conclude(result)
+
+
+def conclude(result):
+    """Set the overall state, the counts and the one-line message from ``result["findings"]``."""
     states = [f["state"] for f in result["findings"]]
     result["state"] = worst(states)
     result["summary"] = summarize(states)
-    result["reachable"] = True
     problems = ["%s %s: %s" % (f["check"], f["state"], f["detail"]) for f in result["findings"] if f["state"] != "ok"]
     result["msg"] = "%d of %d checks ok, overall %s" % (result["summary"]["ok"], len(states), result["state"])
     if problems:
@@ -713,6 +741,8 @@ class TargetFilter:
             return "replication process (%s); set allow_replication to signal it" % session.get("backend_type")
         if what == "background" and not self.allow["background"]:
             return "background process (%s); set allow_background to signal it" % session.get("backend_type")
+        if what == "hidden":
+            return "its state is hidden from this login (grant it pg_monitor), so it cannot be judged"
         if session.get("superuser") and not self.allow["superuser"]:
             return "superuser session (%s); set allow_superuser to signal it" % session.get("user")
         if session.get("application") in self.protect_applications:
@@ -870,3 +900,24 @@ class Remediation:
                             % self.grace_period)
             else:
                 item.update(outcome="terminated", detail="connection closed")
+
+
+def remediation_finding(done):
+    """The remediation as one more finding: critical when a signal was refused or did not take,
+    warning when a cancelled query still runs (escalate off), else ok."""
+    action, outcomes = done["action"], done["outcomes"]
+    if not done["matched"]:
+        detail = "%s: no session matched the filters" % action
+    elif done["check_mode"]:
+        pids = ", ".join(str(r["pid"]) for r in done["results"])
+        detail = "would %s %s (check mode): pid %s" % (action, plural(done["matched"], "session"), pids)
+    else:
+        detail = "%s %s: %s" % (action, plural(done["matched"], "session"),
+                                ", ".join("%s %d" % (name, count) for name, count in sorted(outcomes.items())))
+        detail += "".join("; pid %s %s: %s" % (r["pid"], r["outcome"], r["detail"]) for r in done["results"]
+                          if r["outcome"] in ("failed", "still running"))
+    if done["skipped"]:
+        detail += "; %s left alone (see remediation.skipped)" % plural(len(done["skipped"]), "matching session")
+    state = "critical" if outcomes.get("failed") else ("warning" if outcomes.get("still running") else "ok")
+    signalled = sum(1 for r in done["results"] if r["signals"])
+    return finding("remediation", state, done["matched"] if done["check_mode"] else signalled, "sessions", detail)

@@ -560,7 +560,8 @@ def main():
                 result = activity.report(server, params["database"], policy, params["size_databases"])
                 result["findings_before"] = before
             result["remediation"] = done
-            result["msg"] += "; %s" % remediation_summary(done)
+            result["findings"].append(activity.remediation_finding(done))
+            activity.conclude(result)
     except RunbookError as exc:
         changed = changed or bool(remediation is not None and remediation.changed and not module.check_mode)
         module.fail_json(msg=str(exc), changed=changed, **exc.details)
@@ -583,16 +584,6 @@ def remediation_from_params(server, params):
     return activity.Remediation(server, params["database"], params["remediate"], target_filter,
                                 grace_period=params["grace_period"], escalate=params["escalate"],
                                 query_max_length=params["query_max_length"])
-
-
-def remediation_summary(done):
-    if not done["matched"]:
-        return "%s: no session matched" % done["action"]
-    matched = activity.plural(done["matched"], "session")
-    if done["check_mode"]:
-        return "would %s %s (check mode)" % (done["action"], matched)
-    outcomes = ", ".join("%s %d" % (name, count) for name, count in sorted(done["outcomes"].items()))
-    return "%s %s: %s" % (done["action"], matched, outcomes)
 
 
 if __name__ == "__main__":

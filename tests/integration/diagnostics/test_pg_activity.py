@@ -274,3 +274,41 @@ def test_password_in_a_running_query_is_masked(ansible_module, pg_conn_params, p
     mine = [s for s in run.result["sessions"] if s["pid"] == slow.pid][0]
     assert mine["query"] == "SELECT pg_sleep(30) /* ALTER ROLE nobody PASSWORD '***' */"
     assert secret not in run.output
+
+
+def test_sessions_hidden_from_the_login_are_not_called_ok(ansible_module, pg_conn_params, pg_database, pg_session,
+                                                          limited_role):
+    name, password, grant = limited_role
+    other = pg_session(pg_database, "superuser", autocommit=False)
+    other.run("SELECT 1")  # idle in transaction, as a superuser
+    params = dict(pg_conn_params, login_user=name, login_password=password, database=pg_database,
+                  fail_on="never", table_top=0, idle_in_transaction_warn_seconds=3600,
+                  idle_in_transaction_crit_seconds=7200)
+    blind = ansible_module(MODULE, params).result
+    assert blind["connections"]["by_database"][pg_database] >= 1  # counted...
+    mine = [s for s in blind["sessions"] if s["pid"] == other.pid][0]
+    assert mine["state"] is None and mine["query"] == "<insufficient privilege>"
+    for check in ("long-running queries", "idle in transaction"):  # ...but its state cannot be judged
+        finding = findings_of(blind)[check]
+        assert finding["state"] == "warning", finding
+        assert "is hidden from this login (grant it pg_monitor)" in finding["detail"]
+    # Remediation leaves what it cannot see alone.
+    run = ansible_module(MODULE, dict(params, remediate="cancel", target_pids=[other.pid], allow_superuser=True))
+    assert run.result["remediation"]["skipped"] == [{"pid": other.pid, "reason": (
+        "its state is hidden from this login (grant it pg_monitor), so it cannot be judged")}]
+    assert run.result["changed"] is False
+    grant("pg_monitor")
+    seeing = ansible_module(MODULE, params).result
+    assert [s for s in seeing["sessions"] if s["pid"] == other.pid][0]["state"] == "idle in transaction"
+    assert "hidden" not in findings_of(seeing)["idle in transaction"]["detail"]
+    # pg_monitor does not give the right to signal a superuser's session: the refusal is critical.
+    run = ansible_module(MODULE, dict(params, remediate="cancel", target_pids=[other.pid], allow_superuser=True,
+                                      fail_on="critical"))
+    assert run.failed and "Traceback" not in run.output
+    item = run.result["remediation"]["results"][0]
+    assert item["pid"] == other.pid and item["outcome"] == "failed" and item["signals"] == []
+    assert item["detail"].startswith("pg_cancel_backend refused: ") and "superuser" in item["detail"]
+    remediation = findings_of(run.result)["remediation"]
+    assert remediation["state"] == "critical" and remediation["value"] == 0
+    assert run.result["changed"] is False
+    assert other.run("SELECT 2") == [(2,)]  # still there, transaction intact

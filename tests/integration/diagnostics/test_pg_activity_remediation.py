@@ -29,6 +29,10 @@ def by_pid(remediation):
     return {item["pid"]: item for item in remediation["results"]}
 
 
+def findings(result):
+    return {item["check"]: item for item in result["findings"]}
+
+
 def remediate(pg_conn_params, database, **options):
     params = dict(pg_conn_params, database=database, fail_on="never", table_top=0, allow_superuser=True)
     params.update(options)
@@ -57,7 +61,8 @@ def test_cancel_then_terminate_a_real_lock_pile_up(ansible_module, pg_conn_param
     assert time.monotonic() - started >= 2
     assert alive(pg_conn_params, blocker.pid, waiter.pid) == {waiter.pid: "idle"}
     assert result["remediation"]["outcomes"] == {"cancelled": 1, "terminated": 1}
-    assert result["msg"].endswith("; cancel 2 sessions: cancelled 1, terminated 1")
+    assert findings(result)["remediation"] == {"check": "remediation", "state": "ok", "value": 2, "unit": "sessions",
+                                               "detail": "cancel 2 sessions: cancelled 1, terminated 1"}
     # Findings are read again after acting: the pile-up is gone from the lock tree.
     before = {f["check"]: f for f in result["findings_before"]}
     assert before["blocked sessions"]["state"] != "ok"
@@ -75,6 +80,10 @@ def test_a_query_that_ignores_cancel_is_terminated(ansible_module, pg_conn_param
     item = by_pid(run.result["remediation"])[stubborn.pid]
     assert item["outcome"] == "still running" and item["signals"] == ["pg_cancel_backend"]
     assert run.result["changed"] is True  # a cancel was sent
+    assert findings(run.result)["remediation"]["state"] == "warning"
+    assert findings(run.result)["remediation"]["detail"] == (
+        "cancel 1 session: still running 1; pid %d still running: still running 1.5 s after the cancel; "
+        "escalate is off" % stubborn.pid)
     assert alive(pg_conn_params, stubborn.pid) == {stubborn.pid: "active"}
     run = ansible_module(MODULE, dict(params, escalate=True))
     item = by_pid(run.result["remediation"])[stubborn.pid]
@@ -94,7 +103,9 @@ def test_check_mode_touches_nothing(ansible_module, pg_conn_params, blocked_pair
     assert set(by_pid(result["remediation"])) == {blocker.pid, waiter.pid}
     assert all(item["signals"] == [] for item in result["remediation"]["results"])
     assert result["changed"] is True and result["remediation"]["check_mode"] is True
-    assert result["msg"].endswith("; would terminate 2 sessions (check mode)")
+    assert findings(result)["remediation"] == {
+        "check": "remediation", "state": "ok", "value": 2, "unit": "sessions",
+        "detail": "would terminate 2 sessions (check mode): pid %s" % ", ".join(str(p) for p in sorted([blocker.pid, waiter.pid]))}
     assert "findings_before" not in result
     time.sleep(0.5)
     rows = activity_of(pg_conn_params, "pid = ANY(%s)", ([blocker.pid, waiter.pid],))
@@ -112,7 +123,7 @@ def test_own_session_and_protected_sessions_are_never_signalled(ansible_module, 
     run = ansible_module(MODULE, params)
     assert not run.failed, run.output
     assert run.result["remediation"]["matched"] == 0 and run.result["changed"] is False
-    assert run.result["msg"].endswith("; terminate: no session matched")
+    assert findings(run.result)["remediation"]["detail"] == "terminate: no session matched the filters"
     # A backup's session (application pg_dump) and, without allow_superuser, a superuser's are skipped.
     dump = pg_session(pg_database, "dump", autocommit=False)
     dump.run("SET application_name = 'pg_dump'")

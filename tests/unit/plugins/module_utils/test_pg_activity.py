@@ -291,3 +291,58 @@ def test_bloat_finding():
 def test_password_literals_are_masked(query, shown):
     assert activity.redact_query(query) == shown
     assert activity.brief(session(1, query=query))["query"] == shown
+
+
+def test_sessions_hidden_from_the_login():
+    # Without pg_monitor, another role's row has its pid, role and database but no type or state.
+    hidden = dict(session(50, state=None, backend_type=None), application=None, age=None, query="<insufficient privilege>")
+    aux = dict(session(51, state=None, backend_type=None), user=None, database=None, application=None, age=None)
+    result = activity.assess(snapshot([session(1, "active"), hidden, aux]), activity.ActivityPolicy())
+    conns = result["connections"]
+    assert conns["client_backends"] == 2 and conns["hidden"] == 2 and conns["total"] == 3
+    assert conns["by_state"] == {"(hidden)": 1, "active": 1}
+    assert conns["by_backend_type"] == {"(hidden)": 2, "client backend": 1}
+    checks = by_check(result)
+    assert checks["connections"]["detail"].endswith(
+        "; 2 hidden from this login (grant it pg_monitor), those of a role counted as clients")
+    for name in ("long-running queries", "idle in transaction"):
+        assert checks[name]["state"] == "warning"
+        assert checks[name]["detail"].endswith(
+            "; the state of 1 session of other roles is hidden from this login (grant it pg_monitor)")
+    assert activity.TargetFilter(pids=[50]).select([hidden])[1] == [
+        {"pid": 50, "reason": "its state is hidden from this login (grant it pg_monitor), so it cannot be judged"}]
+
+
+def remediation_result(action="cancel", check_mode=False, results=(), skipped=()):
+    outcomes = {}
+    for item in results:
+        outcomes[item["outcome"]] = outcomes.get(item["outcome"], 0) + 1
+    return {"action": action, "check_mode": check_mode, "matched": len(results), "outcomes": outcomes,
+            "results": list(results), "skipped": list(skipped)}
+
+
+def test_remediation_finding():
+    done = remediation_result(results=[
+        {"pid": 1, "outcome": "cancelled", "signals": ["pg_cancel_backend"], "detail": "stopped"},
+        {"pid": 2, "outcome": "failed", "signals": [], "detail": "pg_cancel_backend refused: permission denied"}],
+        skipped=[{"pid": 3, "reason": "protected"}])
+    assert activity.remediation_finding(done) == {
+        "check": "remediation", "state": "critical", "value": 1, "unit": "sessions",
+        "detail": "cancel 2 sessions: cancelled 1, failed 1; pid 2 failed: pg_cancel_backend refused: permission "
+                  "denied; 1 matching session left alone (see remediation.skipped)"}
+    still = remediation_result(results=[{"pid": 4, "outcome": "still running", "signals": ["pg_cancel_backend"],
+                                         "detail": "escalate is off"}])
+    assert activity.remediation_finding(still)["state"] == "warning"
+    would = remediation_result("terminate", True, [{"pid": 5, "outcome": "would terminate", "signals": []},
+                                                   {"pid": 6, "outcome": "would terminate", "signals": []}])
+    assert activity.remediation_finding(would) == {
+        "check": "remediation", "state": "ok", "value": 2, "unit": "sessions",
+        "detail": "would terminate 2 sessions (check mode): pid 5, 6"}
+    assert activity.remediation_finding(remediation_result())["detail"] == "cancel: no session matched the filters"
+
+
+def test_conclude():
+    result = activity.conclude({"findings": [activity.finding("a", "ok", 1, None, "fine"),
+                                             activity.finding("b", "warning", 2, "s", "slow")]})
+    assert result["state"] == "warning" and result["summary"] == {"total": 2, "ok": 1, "warning": 1, "critical": 0}
+    assert result["msg"] == "1 of 2 checks ok, overall warning - b warning: slow"
