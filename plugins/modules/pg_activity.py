@@ -23,12 +23,24 @@ description:
     query excerpt capped in length), the lock tree (who blocks whom, from C(pg_blocking_pids)) as nested JSON,
     replication (standbys and their lag, slots, or the standby's own replay delay), database sizes and the largest
     tables.
-  - The session this module opens is never counted, listed or rated.
+  - The session this module opens is never counted, listed or rated. Password literals in query texts
+    (C(PASSWORD '...'), C(password=...) in connection strings) are masked.
   - To see the queries and states of other roles' sessions the login role needs C(pg_monitor) (or
     C(pg_read_all_stats)), or to be a superuser; without it they are counted but their query reads
     C(<insufficient privilege>).
   - When the server cannot be reached the result is a critical C(server) finding with the reason, so a report can
     still be written with O(fail_on=never).
+  - "Remediation is opt-in (O(remediate)): V(cancel) sends C(pg_cancel_backend) to the sessions the C(target_*)
+    filters select and, after O(grace_period), C(pg_terminate_backend) to those still doing the same thing (same
+    query, or still idle in the same transaction); V(terminate) closes them at once, for example idle connections
+    older than a limit. A session is only signalled while it is still doing what it was selected for, so a pid
+    that finished or was reused is left alone."
+  - This module's own session, superuser sessions, replication processes (WAL senders, logical replication
+    workers), background processes (autovacuum and the like) and the applications in O(protect_applications)
+    (backups by default) are never signalled unless explicitly allowed; the ones that matched are listed in
+    RV(remediation.skipped).
+  - With O(remediate), the findings are read again after acting, so RV(state) and O(fail_on) judge what is left;
+    RV(findings_before) keeps what was seen first.
 extends_documentation_fragment:
   - runbook.ops.postgres
 options:
@@ -46,6 +58,33 @@ options:
     description: How many of the largest tables to list per database; V(0) skips table sizes.
     type: int
     default: 10
+  bloat:
+    description:
+      - How to rate the wasted space (dead tuples and free space) of the listed tables (needs O(table_top) > 0).
+      - V(statistics) estimates it from the planner statistics (row count and average row width against the table's
+        size, as C(check_postgres) does). It costs nothing but misleads when the statistics are stale, so each table
+        says when they are (never analyzed, more rows changed since the last analyze than autovacuum's default
+        threshold of 50 + 10%, or columns without statistics) and such an estimate is at most a warning.
+      - V(pgstattuple) gives exact figures from the C(pgstattuple) extension (it reads each listed table in full; the
+        extension must be installed in the database and the login role a superuser or member of
+        C(pg_stat_scan_tables)); when it cannot be used the estimate is given with a warning saying why.
+      - V(auto) uses C(pgstattuple) where it can and the estimate elsewhere, without a warning.
+      - V(none) skips it.
+    type: str
+    choices: [none, statistics, auto, pgstattuple]
+    default: statistics
+  bloat_warn_percent:
+    description: Warning when at least this share of a table's size is wasted.
+    type: float
+    default: 30
+  bloat_crit_percent:
+    description: Critical when at least this share of a table's size is wasted.
+    type: float
+    default: 60
+  bloat_min_bytes:
+    description: Tables smaller than this are listed but not rated for bloat.
+    type: int
+    default: 10485760
   connections_warn_percent:
     description: Warning when client backends use at least this share of the usable connection slots.
     type: float
@@ -90,10 +129,92 @@ options:
     description: Query texts are cut to this many characters in the output.
     type: int
     default: 200
+  query_timeout:
+    description:
+      - Seconds any one of the module's read queries may take (C(statement_timeout)). Table sizes and pgstattuple
+        also give up after 2 seconds waiting for a table lock, so a table locked exclusively (C(VACUUM FULL),
+        C(ALTER TABLE)) makes the table sizes finding a warning instead of hanging the check.
+    type: float
+    default: 30
   max_sessions:
     description: At most this many sessions in each returned list (the counts are always complete).
     type: int
     default: 50
+  remediate:
+    description:
+      - What to do to the sessions the C(target_*) options select. V(none) only reads.
+      - V(cancel) cancels their current query, then terminates those still at it after O(grace_period) seconds
+        (unless O(escalate=false)). A session idle in a transaction has no query to cancel, so it is terminated
+        after the grace period.
+      - V(terminate) closes their connections at once (the runbook's "terminate idle connections older than N").
+      - Needs O(target_pids) or O(target_min_age). The login role must be a superuser, the sessions' own role, or a
+        member of C(pg_signal_backend) (which cannot signal superuser sessions).
+    type: str
+    choices: [none, cancel, terminate]
+    default: none
+  grace_period:
+    description: Seconds between the cancel and the terminate of a session still running its query.
+    type: float
+    default: 10
+  escalate:
+    description: Whether V(cancel) terminates the sessions still running after O(grace_period).
+    type: bool
+    default: true
+  target_pids:
+    description: Only these backend pids. Named pids are taken in any state unless O(target_states) is given.
+    type: list
+    elements: int
+  target_min_age:
+    description:
+      - Only sessions at least this many seconds in their current state (for an active session, since its query
+        started; for an idle one, since it became idle).
+    type: float
+  target_states:
+    description:
+      - Only sessions in one of these states. Default V(active), V(idle in transaction) and
+        V(idle in transaction (aborted)); idle sessions only when named here (or by O(target_pids)).
+    type: list
+    elements: str
+    choices: [active, idle, idle in transaction, idle in transaction (aborted), fastpath function call, disabled]
+  target_users:
+    description: Only sessions of these roles.
+    type: list
+    elements: str
+  target_applications:
+    description: Only sessions with one of these C(application_name) values.
+    type: list
+    elements: str
+  target_databases:
+    description: Only sessions connected to these databases.
+    type: list
+    elements: str
+  target_blocking:
+    description: Only sessions that block at least one other session (the roots and inner nodes of RV(lock_tree)).
+    type: bool
+    default: false
+  max_targets:
+    description: Refuse, signalling nothing, when more sessions than this match.
+    type: int
+    default: 10
+  allow_superuser:
+    description: Allow signalling superuser sessions.
+    type: bool
+    default: false
+  allow_replication:
+    description: Allow signalling replication processes (WAL senders, logical replication workers).
+    type: bool
+    default: false
+  allow_background:
+    description: Allow signalling background processes (autovacuum workers, extension workers).
+    type: bool
+    default: false
+  protect_applications:
+    description:
+      - Sessions with these C(application_name) values are never signalled; by default backups and this collection's
+        own sessions (V(runbook.ops)). Set V([]) to allow them.
+    type: list
+    elements: str
+    default: [pg_dump, pg_dumpall, pg_basebackup, pg_restore, pgbackrest, runbook.ops]
   fail_on:
     description:
       - The overall state that fails the task. V(never) always returns the findings without failing, for reports and
@@ -104,13 +225,15 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Runs normally in check mode; it only reads.
+    description:
+      - Reads as usual. With O(remediate) it lists what it would cancel or terminate, reports C(changed) when it
+        would signal something, and signals nothing.
   diff_mode:
     support: none
-    description: Nothing changes, so there is no diff.
+    description: Signals have no diff; RV(remediation) lists what was done per pid.
   idempotent:
-    support: full
-    description: Never changes anything.
+    support: partial
+    description: Read-only unless O(remediate) is set; then a second run signals only sessions that match anew.
 requirements:
   - psycopg2 (Python library) on the managed host
 seealso:
@@ -141,6 +264,42 @@ EXAMPLES = r'''
     idle_in_transaction_warn_seconds: 30
     table_top: 0
     fail_on: warning
+
+- name: Incident - cancel the app's queries running for over 5 minutes, terminate them 10 s later if still running
+  runbook.ops.pg_activity:
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_pg_admin_password }}"
+    remediate: cancel
+    target_min_age: 300
+    target_users: [app]
+    target_states: [active]
+    grace_period: 10
+    fail_on: never
+  register: cancelled
+
+- name: Terminate connections idle for over an hour (seed procedure "too many clients")
+  runbook.ops.pg_activity:
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_pg_admin_password }}"
+    remediate: terminate
+    target_states: [idle]
+    target_min_age: 3600
+    target_databases: [app]
+    max_targets: 50
+    fail_on: never
+
+- name: End the session at the root of a lock pile-up, after looking at what it would do
+  runbook.ops.pg_activity:
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_pg_admin_password }}"
+    remediate: cancel
+    target_blocking: true
+    target_min_age: 60
+    fail_on: never
+  check_mode: true
 '''
 
 RETURN = r'''
@@ -167,7 +326,7 @@ reachable:
   sample: true
 findings:
   description: One finding per check, in a fixed order (server, connections, long-running queries, idle in
-    transaction, blocked sessions, replication, replication slots, table sizes).
+    transaction, blocked sessions, replication, replication slots, then table sizes and bloat unless turned off).
   returned: always
   type: list
   elements: dict
@@ -263,16 +422,70 @@ databases:
   type: list
   elements: dict
   sample: [{name: app, size_bytes: 7861071}]
+findings_before:
+  description: The findings read before acting, when O(remediate) signalled something (RV(findings) is read after).
+  returned: when remediate is not none and something was signalled
+  type: list
+  elements: dict
+  sample: [{check: blocked sessions, state: critical, value: 310.2, unit: s, detail: "1 session waits ..."}]
+remediation:
+  description: What was (or in check mode would be) done, per pid.
+  returned: when remediate is not none
+  type: dict
+  contains:
+    action:
+      description: V(cancel) or V(terminate).
+      type: str
+      sample: cancel
+    check_mode:
+      description: Whether nothing was signalled because of check mode.
+      type: bool
+      sample: false
+    matched:
+      description: How many sessions matched the filters and were not protected.
+      type: int
+      sample: 2
+    outcomes:
+      description: How many sessions ended with each outcome.
+      type: dict
+      sample: {cancelled: 1, terminated: 1}
+    results:
+      description:
+        - One entry per matched session, with the fields of RV(long_queries), the C(signals) sent in order, and an
+          C(outcome) - V(cancelled), V(terminated), V(still running) (O(escalate=false)), V(ended by itself)
+          (it finished or moved on before the signal), V(failed) (refused or still there), or in check mode
+          V(would cancel)/V(would terminate) - with a C(detail).
+      type: list
+      elements: dict
+      sample: [{pid: 4240, user: app, application: worker, state: idle in transaction, age: 95.1,
+                signals: [pg_cancel_backend, pg_terminate_backend], outcome: terminated,
+                detail: "still running 10.0 s after the cancel, so terminated"}]
+    skipped:
+      description: Sessions that matched but are protected, and named pids that do not exist, with the reason.
+      type: list
+      elements: dict
+      sample: [{pid: 4100, reason: "protected application pg_dump (protect_applications)"}]
+  sample: {action: cancel, check_mode: false, matched: 1, outcomes: {cancelled: 1}, results: [], skipped: []}
 tables:
   description: The largest tables (and materialized views) of each of O(size_databases), largest first, with the
     table, index and TOAST sizes, row estimate, live and dead tuples and the last analyze and vacuum.
   returned: when reachable and O(table_top) is not 0
   type: list
   elements: dict
+  contains:
+    bloat:
+      description:
+        - Unless O(bloat=none), the wasted space. C(method) is V(statistics) or V(pgstattuple); C(wasted_bytes) and
+          C(wasted_percent) (null when there are no statistics to estimate from); C(stale_statistics), why the
+          statistics behind an estimate cannot be trusted (null when they can); C(note), why pgstattuple was not
+          used; with pgstattuple also C(dead_tuple_percent) and C(free_percent).
+      type: dict
+      sample: {method: statistics, wasted_bytes: 9420800, wasted_percent: 66.7, stale_statistics: null, note: null}
   sample: [{database: app, schema: public, table: items, kind: r, total_bytes: 1318912, table_bytes: 991232,
             index_bytes: 311296, toast_bytes: 8192, estimated_rows: 25000, live_tuples: 25000, dead_tuples: 120,
             modified_since_analyze: 120, last_analyze: "2026-11-30 03:12:44.1+00", last_vacuum: null,
-            analyze_age: 3600}]
+            analyze_age: 3600, bloat: {method: statistics, wasted_bytes: 0, wasted_percent: 0.0,
+                                       stale_statistics: null, note: null}}]
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -300,7 +513,27 @@ def argument_spec():
         table_top={"type": "int", "default": 10},
         query_max_length={"type": "int", "default": 200},
         max_sessions={"type": "int", "default": 50},
+        query_timeout={"type": "float", "default": 30},
+        bloat={"type": "str", "choices": list(activity.BLOAT_METHODS), "default": "statistics"},
+        bloat_warn_percent={"type": "float", "default": 30},
+        bloat_crit_percent={"type": "float", "default": 60},
+        bloat_min_bytes={"type": "int", "default": 10 * 1024 * 1024},
         fail_on=dict(FAIL_ON_ARGSPEC),
+        remediate={"type": "str", "choices": list(activity.REMEDIATIONS), "default": "none"},
+        grace_period={"type": "float", "default": 10},
+        escalate={"type": "bool", "default": True},
+        target_pids={"type": "list", "elements": "int"},
+        target_min_age={"type": "float"},
+        target_states={"type": "list", "elements": "str", "choices": list(activity.SESSION_STATES)},
+        target_users={"type": "list", "elements": "str"},
+        target_applications={"type": "list", "elements": "str"},
+        target_databases={"type": "list", "elements": "str"},
+        target_blocking={"type": "bool", "default": False},
+        max_targets={"type": "int", "default": 10},
+        allow_superuser={"type": "bool", "default": False},
+        allow_replication={"type": "bool", "default": False},
+        allow_background={"type": "bool", "default": False},
+        protect_applications={"type": "list", "elements": "str", "default": list(activity.PROTECTED_APPLICATIONS)},
     )
     for name in THRESHOLDS:
         spec[name] = {"type": "float", "default": DEFAULTS[name]}
@@ -312,14 +545,45 @@ def main():
     if activity.psycopg2 is None:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     params = module.params
+    changed = False
+    remediation = None
     try:
         policy = activity.ActivityPolicy.from_params(params)
-        result = activity.report(pg_server(params), params["database"], policy, params["size_databases"])
+        server = pg_server(params)
+        remediation = remediation_from_params(server, params)
+        result = activity.report(server, params["database"], policy, params["size_databases"])
+        if remediation is not None:
+            done = remediation.run(check_mode=module.check_mode)
+            changed = done.pop("changed")
+            if changed and not module.check_mode:
+                before = result["findings"]
+                result = activity.report(server, params["database"], policy, params["size_databases"])
+                result["findings_before"] = before
+            result["remediation"] = done
+            result["findings"].append(activity.remediation_finding(done))
+            activity.conclude(result)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        changed = changed or bool(remediation is not None and remediation.changed and not module.check_mode)
+        module.fail_json(msg=str(exc), changed=changed, **exc.details)
     if fails(result["state"], params["fail_on"]):
-        module.fail_json(changed=False, **result)
-    module.exit_json(changed=False, **result)
+        module.fail_json(changed=changed, **result)
+    module.exit_json(changed=changed, **result)
+
+
+def remediation_from_params(server, params):
+    """The Remediation the options ask for (None for remediate=none), checked before anything is read."""
+    if params["remediate"] == "none":
+        return None
+    target_filter = activity.TargetFilter(
+        pids=params["target_pids"], min_age=params["target_min_age"], states=params["target_states"],
+        users=params["target_users"], applications=params["target_applications"],
+        databases=params["target_databases"], blocking_only=params["target_blocking"],
+        allow_superuser=params["allow_superuser"], allow_replication=params["allow_replication"],
+        allow_background=params["allow_background"], protect_applications=params["protect_applications"],
+        max_targets=params["max_targets"])
+    return activity.Remediation(server, params["database"], params["remediate"], target_filter,
+                                grace_period=params["grace_period"], escalate=params["escalate"],
+                                query_max_length=params["query_max_length"])
 
 
 if __name__ == "__main__":

@@ -142,3 +142,33 @@ def closed_port():
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+@pytest.fixture()
+def limited_role(pg_conn_params, tag):
+    """A login role without superuser or pg_monitor: (name, password, grant(sql)); dropped after the test."""
+    import secrets
+
+    name = tag.replace("-", "_")
+    password = secrets.token_urlsafe(16)
+    admin = psycopg2.connect(host=pg_conn_params["login_host"], port=pg_conn_params["login_port"],
+                             user=pg_conn_params["login_user"], password=pg_conn_params["login_password"],
+                             dbname="postgres")
+    admin.autocommit = True
+
+    def grant(role):
+        with admin.cursor() as cur:
+            cur.execute('GRANT %s TO "%s"' % (role, name))
+
+    with admin.cursor() as cur:
+        cur.execute("CREATE ROLE \"%s\" LOGIN PASSWORD %%s" % name, (password,))
+    yield name, password, grant
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+        for _attempt in range(50):
+            try:
+                cur.execute('DROP ROLE IF EXISTS "%s"' % name)
+                break
+            except psycopg2.errors.DependentObjectsStillInUse:
+                time.sleep(0.1)
+    admin.close()

@@ -93,8 +93,7 @@ def test_long_query_is_listed_with_a_capped_excerpt(ansible_module, pg_conn_para
     assert "long-running queries" in result["msg"]
 
 
-def test_client_backends_counted_apart_from_other_processes(ansible_module, pg_conn_params, pg_database,
-                                                           pg_session):
+def test_client_backends_counted_apart_from_other_processes(ansible_module, pg_conn_params, pg_database, pg_session):
     sessions = [pg_session(pg_database, "idle%d" % n) for n in range(3)]
     busy = pg_session(pg_database, "busy", autocommit=False)
     busy.run("SELECT 1")
@@ -189,3 +188,127 @@ def test_missing_psycopg2_is_reported(tmp_path, pg_conn_params):
     assert run.failed, run.output
     assert "psycopg2" in run.result["msg"] and "Failed to import the required Python library" in run.result["msg"]
     assert sys.executable != "/usr/bin/python3"
+
+
+def bloat_of(result):
+    return findings_of(result)["bloat"]
+
+
+def test_bloat_estimate_says_when_statistics_are_stale(ansible_module, pg_conn_params, pg_database, pg_session):
+    # Each step in its own session, closed after it: a closing backend flushes its statistics
+    # (PostgreSQL 15 otherwise sends them up to a second or more later).
+    def step(sql):
+        session = pg_session(pg_database, "bloat")
+        session.run(sql)
+        session.conn.close()
+        time.sleep(0.5)
+
+    step("CREATE TABLE grown (id int, payload text) WITH (autovacuum_enabled = false)")
+    step("INSERT INTO grown SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g")
+    step("ANALYZE grown")
+    params = dict(pg_conn_params, database=pg_database, fail_on="never", bloat_min_bytes=0, table_top=1)
+    fresh = ansible_module(MODULE, params).result
+    assert fresh["tables"][0]["bloat"] == {"method": "statistics", "wasted_bytes": 0, "wasted_percent": 0.0,
+                                           "stale_statistics": None, "note": None}
+    assert bloat_of(fresh)["state"] == "ok" and bloat_of(fresh)["value"] == 0.0
+    # The table doubles without an ANALYZE: the statistics now claim half of it is wasted. The
+    # estimate says so, and that it cannot be trusted, and is not critical.
+    step("INSERT INTO grown SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g")
+    stale = ansible_module(MODULE, params).result
+    figure = stale["tables"][0]["bloat"]
+    assert 45 <= figure["wasted_percent"] <= 55
+    assert figure["stale_statistics"].startswith("50000 rows changed since the last analyze (")
+    finding = bloat_of(stale)
+    assert finding["state"] == "warning" and finding["unit"] == "%" and finding["value"] == figure["wasted_percent"]
+    assert "statistics stale: 50000 rows changed since the last analyze" in finding["detail"]
+    assert "run ANALYZE before trusting it" in finding["detail"]
+
+
+def test_bloat_exact_with_pgstattuple(ansible_module, pg_conn_params, pg_database, pg_session):
+    setup = pg_session(pg_database, "bloat")
+    setup.run("CREATE TABLE churn (id int, payload text) WITH (autovacuum_enabled = false)")
+    setup.run("INSERT INTO churn SELECT g, repeat('x', 100) FROM generate_series(1, 60000) g")
+    setup.run("DELETE FROM churn WHERE id % 3 <> 0")
+    setup.run("VACUUM ANALYZE churn")
+    params = dict(pg_conn_params, database=pg_database, fail_on="never", bloat_min_bytes=0, table_top=1)
+    # Without the extension: auto falls back to the estimate and says why; pgstattuple warns.
+    auto = ansible_module(MODULE, dict(params, bloat="auto")).result
+    assert auto["tables"][0]["bloat"]["method"] == "statistics"
+    assert auto["tables"][0]["bloat"]["note"] == "pgstattuple is not installed in %s" % pg_database
+    assert bloat_of(auto)["state"] == "critical"  # two thirds deleted: the estimate from fresh statistics
+    strict = ansible_module(MODULE, dict(params, bloat="pgstattuple", bloat_crit_percent=100)).result
+    assert bloat_of(strict)["state"] == "warning"
+    assert bloat_of(strict)["detail"].endswith("; pgstattuple is not installed in %s" % pg_database)
+    setup.run("CREATE EXTENSION pgstattuple")
+    exact = ansible_module(MODULE, dict(params, bloat="auto")).result
+    figure = exact["tables"][0]["bloat"]
+    assert figure["method"] == "pgstattuple" and figure["note"] is None
+    assert 55 <= figure["wasted_percent"] <= 75 and figure["free_percent"] > 50
+    assert bloat_of(exact)["state"] == "critical" and "(pgstattuple)" in bloat_of(exact)["detail"]
+    none = ansible_module(MODULE, dict(params, bloat="none")).result
+    assert "bloat" not in findings_of(none) and "bloat" not in none["tables"][0]
+
+
+def test_exclusively_locked_table_does_not_hang_the_check(ansible_module, pg_conn_params, pg_database, pg_session):
+    setup = pg_session(pg_database, "setup")
+    setup.run("CREATE TABLE locked (id int)")
+    holder = pg_session(pg_database, "vacuumfull", autocommit=False)
+    holder.run("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+    started = time.monotonic()
+    run = ansible_module(MODULE, dict(pg_conn_params, database=pg_database, fail_on="never"))
+    assert time.monotonic() - started < 25, "the table size query waited for the lock"
+    sizes = findings_of(run.result)["table sizes"]
+    assert sizes["state"] == "warning" and sizes["value"] is None
+    assert "lock timeout" in sizes["detail"] and sizes["detail"].endswith(
+        "(a table is locked exclusively: see the lock tree)")
+    assert run.result["tables"] == [] and findings_of(run.result)["server"]["state"] == "ok"
+
+
+def test_password_in_a_running_query_is_masked(ansible_module, pg_conn_params, pg_database, pg_session, wait_for):
+    secret = "hunter2-Qx81"
+    slow = pg_session(pg_database, "secret")
+    slow.start("SELECT pg_sleep(30) /* ALTER ROLE nobody PASSWORD '%s' */" % secret)
+    wait_for("pid = %s AND state = 'active'", (slow.pid,))
+    run = ansible_module(MODULE, dict(pg_conn_params, database=pg_database, fail_on="never", long_query_warn_seconds=0),
+                         verbosity=3)
+    mine = [s for s in run.result["sessions"] if s["pid"] == slow.pid][0]
+    assert mine["query"] == "SELECT pg_sleep(30) /* ALTER ROLE nobody PASSWORD '***' */"
+    assert secret not in run.output
+
+
+def test_sessions_hidden_from_the_login_are_not_called_ok(ansible_module, pg_conn_params, pg_database, pg_session,
+                                                          limited_role):
+    name, password, grant = limited_role
+    other = pg_session(pg_database, "superuser", autocommit=False)
+    other.run("SELECT 1")  # idle in transaction, as a superuser
+    params = dict(pg_conn_params, login_user=name, login_password=password, database=pg_database,
+                  fail_on="never", table_top=0, idle_in_transaction_warn_seconds=3600,
+                  idle_in_transaction_crit_seconds=7200)
+    blind = ansible_module(MODULE, params).result
+    assert blind["connections"]["by_database"][pg_database] >= 1  # counted...
+    mine = [s for s in blind["sessions"] if s["pid"] == other.pid][0]
+    assert mine["state"] is None and mine["query"] == "<insufficient privilege>"
+    for check in ("long-running queries", "idle in transaction"):  # ...but its state cannot be judged
+        finding = findings_of(blind)[check]
+        assert finding["state"] == "warning", finding
+        assert "is hidden from this login (grant it pg_monitor)" in finding["detail"]
+    # Remediation leaves what it cannot see alone.
+    run = ansible_module(MODULE, dict(params, remediate="cancel", target_pids=[other.pid], allow_superuser=True))
+    assert run.result["remediation"]["skipped"] == [{"pid": other.pid, "reason": (
+        "its state is hidden from this login (grant it pg_monitor), so it cannot be judged")}]
+    assert run.result["changed"] is False
+    grant("pg_monitor")
+    seeing = ansible_module(MODULE, params).result
+    assert [s for s in seeing["sessions"] if s["pid"] == other.pid][0]["state"] == "idle in transaction"
+    assert "hidden" not in findings_of(seeing)["idle in transaction"]["detail"]
+    # pg_monitor does not give the right to signal a superuser's session: the refusal is critical.
+    run = ansible_module(MODULE, dict(params, remediate="cancel", target_pids=[other.pid], allow_superuser=True,
+                                      fail_on="critical"))
+    assert run.failed and "Traceback" not in run.output
+    item = run.result["remediation"]["results"][0]
+    assert item["pid"] == other.pid and item["outcome"] == "failed" and item["signals"] == []
+    assert item["detail"].startswith("pg_cancel_backend refused: ") and "superuser" in item["detail"]
+    remediation = findings_of(run.result)["remediation"]
+    assert remediation["state"] == "critical" and remediation["value"] == 0
+    assert run.result["changed"] is False
+    assert other.run("SELECT 2") == [(2,)]  # still there, transaction intact

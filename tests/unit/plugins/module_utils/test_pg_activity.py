@@ -162,3 +162,187 @@ def test_kinds():
     assert activity.kind({"backend_type": "logical replication worker"}) == "replication"
     assert activity.kind({"backend_type": "autovacuum worker"}) == "background"
     assert activity.kind({"backend_type": "pg_cron scheduler"}) == "background"
+
+
+def test_target_filter_defaults_and_protections():
+    sessions = [session(1, "active", 400.0),
+                session(2, "idle", 5000.0),
+                session(3, "idle in transaction", 700.0, superuser=True, user="postgres"),
+                session(4, "active", 900.0, backend_type="walsender"),
+                session(5, "active", 900.0, backend_type="autovacuum worker"),
+                session(6, "active", 900.0, application="pg_dump"),
+                session(7, "active", 10.0)]
+    targets, skipped = activity.TargetFilter(min_age=300).select(sessions)
+    assert [s["pid"] for s in targets] == [1]  # idle 2 is not a default state, 7 is too young
+    assert skipped == [
+        {"pid": 3, "reason": "superuser session (postgres); set allow_superuser to signal it"},
+        {"pid": 4, "reason": "replication process (walsender); set allow_replication to signal it"},
+        {"pid": 5, "reason": "background process (autovacuum worker); set allow_background to signal it"},
+        {"pid": 6, "reason": "protected application pg_dump (protect_applications)"}]
+    allowed = activity.TargetFilter(min_age=300, allow_superuser=True, allow_replication=True, allow_background=True,
+                                    protect_applications=[])
+    assert [s["pid"] for s in allowed.select(sessions)[0]] == [1, 3, 4, 5, 6]
+    # Named pids: any state, other filters still apply, unknown pids reported.
+    targets, skipped = activity.TargetFilter(pids=[2, 7, 42]).select(sessions)
+    assert [s["pid"] for s in targets] == [2, 7]
+    assert skipped == [{"pid": 42, "reason": "no such session (or it is this module's own)"}]
+    assert activity.TargetFilter(pids=[2], states=["active"]).select(sessions)[0] == []
+
+
+def test_target_filter_attributes_and_blocking():
+    sessions = [session(1, "idle in transaction", 100.0, user="app", application="worker", database="app"),
+                session(2, "active", 50.0, blocked_by=[1], user="app", application="web", database="app"),
+                session(3, "active", 50.0, user="report", application="web", database="dw")]
+
+    def select(**kw):
+        return [s["pid"] for s in activity.TargetFilter(min_age=0, **kw).select(sessions)[0]]
+
+    assert select() == [1, 2, 3]
+    assert select(users=["app"]) == [1, 2]
+    assert select(applications=["web"]) == [2, 3]
+    assert select(databases=["dw"]) == [3]
+    assert select(blocking_only=True) == [1]
+    assert select(states=["active"], users=["app"]) == [2]
+    with pytest.raises(ParameterError, match="^3 sessions match the filters, more than max_targets 2: nothing was"):
+        activity.TargetFilter(min_age=0, max_targets=2).select(sessions)
+
+
+def test_target_filter_and_remediation_refuse_bad_options():
+    with pytest.raises(ParameterError, match="needs target_pids or target_min_age"):
+        activity.TargetFilter(users=["app"])
+    with pytest.raises(ParameterError, match="target_min_age must not be negative"):
+        activity.TargetFilter(min_age=-1)
+    with pytest.raises(ParameterError, match="unknown session state"):
+        activity.TargetFilter(min_age=1, states=["sleeping"])
+    target_filter = activity.TargetFilter(min_age=1)
+    with pytest.raises(ParameterError, match="remediation must be one of cancel, terminate"):
+        activity.Remediation(None, "postgres", "none", target_filter)
+    with pytest.raises(ParameterError, match="grace_period must be zero or more seconds"):
+        activity.Remediation(None, "postgres", "cancel", target_filter, grace_period=-1)
+
+
+def table_row(table_bytes=80 * 8192, reltuples=4000.0, width=100, analyzed=True, modified=0, columns=(2, 2),
+              **extra):
+    row = {"database": "app", "schema": "public", "table": "items", "table_bytes": table_bytes,
+           "_reltuples": reltuples, "_row_width": width, "_fillfactor": 100, "_block_size": 8192,
+           "_columns_with_stats": columns[0], "_columns": columns[1],
+           "last_analyze": "2026-11-30 03:00:00+00" if analyzed else None, "modified_since_analyze": modified}
+    row.update(extra)
+    return row
+
+
+def test_bloat_estimate_from_statistics():
+    # 100-byte rows: 24 + 104 aligned + 4 = 132 bytes, 61 per page; 4000 rows need 66 pages.
+    assert activity.estimate_bloat(table_row()) == {"wasted_bytes": 14 * 8192, "wasted_percent": 17.5}
+    assert activity.estimate_bloat(table_row(table_bytes=66 * 8192))["wasted_percent"] == 0.0
+    assert activity.estimate_bloat(table_row(table_bytes=40 * 8192))["wasted_bytes"] == 0  # more rows than pages: 0
+    # fillfactor 50 halves the rows per page: 30 per page, 134 pages needed.
+    assert activity.estimate_bloat(table_row(table_bytes=134 * 8192, _fillfactor=50))["wasted_percent"] == 0.0
+    assert activity.estimate_bloat(table_row(width=None)) is None  # never analyzed: no widths
+    assert activity.estimate_bloat(table_row(table_bytes=0)) is None
+
+
+def test_stale_statistics():
+    assert activity.stale_statistics(table_row()) is None
+    assert activity.stale_statistics(table_row(analyzed=False)) == "never analyzed"
+    assert activity.stale_statistics(table_row(modified=450)) is None  # 50 + 10 % of 4000
+    assert activity.stale_statistics(table_row(modified=451)) == ("451 rows changed since the last analyze "
+                                                                  "(2026-11-30 03:00:00+00)")
+    assert activity.stale_statistics(table_row(columns=(1, 3))) == "no statistics for 2 of 3 columns"
+
+
+def test_bloat_finding():
+    policy = activity.ActivityPolicy(bloat_min_bytes=0)
+    fresh = dict(table_row(table_bytes=200 * 8192), bloat=None)
+    fresh["bloat"] = activity.table_bloat(fresh)
+    stale = dict(table_row(table_bytes=400 * 8192, modified=10000, table="grown"))
+    stale["bloat"] = activity.table_bloat(stale)
+    assert fresh["bloat"]["wasted_percent"] == 67.0 and stale["bloat"]["wasted_percent"] == 83.5
+    check = activity.bloat_check({"app": [fresh]}, policy)
+    assert check == {"check": "bloat", "state": "critical", "value": 67.0, "unit": "%",
+                     "detail": "app.public.items: 67.0% of 1.6 MiB wasted (estimate from planner statistics)"}
+    # A worse figure from stale statistics is only a warning; the critical fresh one wins.
+    check = activity.bloat_check({"app": [fresh, stale]}, policy)
+    assert check["state"] == "critical" and check["value"] == 67.0
+    assert check["detail"].endswith("; 1 other table with stale statistics")
+    check = activity.bloat_check({"app": [stale]}, policy)
+    assert check["state"] == "warning" and "statistics stale: 10000 rows changed" in check["detail"]
+    small = activity.bloat_check({"app": [fresh]}, activity.ActivityPolicy())
+    assert small == {"check": "bloat", "state": "ok", "value": None, "unit": "%",
+                     "detail": "no table of 10.0 MiB or more to rate"}
+    exact = activity.table_bloat(fresh, {"table_len": 1000, "dead_tuple_len": 100, "free_space": 250,
+                                         "dead_tuple_percent": 10.0, "free_percent": 25.0})
+    assert exact == {"method": "pgstattuple", "wasted_bytes": 350, "wasted_percent": 35.0,
+                     "dead_tuple_percent": 10.0, "free_percent": 25.0, "stale_statistics": None, "note": None}
+    with pytest.raises(ParameterError, match="bloat must be one of none, statistics, auto, pgstattuple"):
+        activity.ActivityPolicy(bloat="exact")
+
+
+@pytest.mark.parametrize("query, shown", [
+    ("ALTER ROLE app PASSWORD 'se''cret' VALID UNTIL 'infinity'", "ALTER ROLE app PASSWORD '***' VALID UNTIL 'infinity'"),
+    ("alter user x with encrypted password 'SCRAM-SHA-256$4096:abc'", "alter user x with encrypted password '***'"),
+    ("ALTER ROLE app PASSWORD 'cut short by query_max_len", "ALTER ROLE app PASSWORD '***'"),
+    ("CREATE SUBSCRIPTION s CONNECTION 'host=db password=abc dbname=app' PUBLICATION p",
+     "CREATE SUBSCRIPTION s CONNECTION 'host=db password=*** dbname=app' PUBLICATION p"),
+    ("SELECT dblink_connect('host=db password = ''x y'' user=b')", "SELECT dblink_connect('host=db password = '***' user=b')"),
+    ("SELECT password FROM users WHERE name = 'password'", "SELECT password FROM users WHERE name = 'password'"),
+    ("SELECT 1", "SELECT 1"),
+])
+def test_password_literals_are_masked(query, shown):
+    assert activity.redact_query(query) == shown
+    assert activity.brief(session(1, query=query))["query"] == shown
+
+
+def test_sessions_hidden_from_the_login():
+    # Without pg_monitor, another role's row has its pid, role and database but no type or state.
+    hidden = dict(session(50, state=None, backend_type=None), application=None, age=None, query="<insufficient privilege>")
+    aux = dict(session(51, state=None, backend_type=None), user=None, database=None, application=None, age=None)
+    result = activity.assess(snapshot([session(1, "active"), hidden, aux]), activity.ActivityPolicy())
+    conns = result["connections"]
+    assert conns["client_backends"] == 2 and conns["hidden"] == 2 and conns["total"] == 3
+    assert conns["by_state"] == {"(hidden)": 1, "active": 1}
+    assert conns["by_backend_type"] == {"(hidden)": 2, "client backend": 1}
+    checks = by_check(result)
+    assert checks["connections"]["detail"].endswith(
+        "; 2 hidden from this login (grant it pg_monitor), those of a role counted as clients")
+    for name in ("long-running queries", "idle in transaction"):
+        assert checks[name]["state"] == "warning"
+        assert checks[name]["detail"].endswith(
+            "; the state of 1 session of other roles is hidden from this login (grant it pg_monitor)")
+    assert activity.TargetFilter(pids=[50]).select([hidden])[1] == [
+        {"pid": 50, "reason": "its state is hidden from this login (grant it pg_monitor), so it cannot be judged"}]
+
+
+def remediation_result(action="cancel", check_mode=False, results=(), skipped=()):
+    outcomes = {}
+    for item in results:
+        outcomes[item["outcome"]] = outcomes.get(item["outcome"], 0) + 1
+    return {"action": action, "check_mode": check_mode, "matched": len(results), "outcomes": outcomes,
+            "results": list(results), "skipped": list(skipped)}
+
+
+def test_remediation_finding():
+    done = remediation_result(results=[
+        {"pid": 1, "outcome": "cancelled", "signals": ["pg_cancel_backend"], "detail": "stopped"},
+        {"pid": 2, "outcome": "failed", "signals": [], "detail": "pg_cancel_backend refused: permission denied"}],
+        skipped=[{"pid": 3, "reason": "protected"}])
+    assert activity.remediation_finding(done) == {
+        "check": "remediation", "state": "critical", "value": 1, "unit": "sessions",
+        "detail": "cancel 2 sessions: cancelled 1, failed 1; pid 2 failed: pg_cancel_backend refused: permission "
+                  "denied; 1 matching session left alone (see remediation.skipped)"}
+    still = remediation_result(results=[{"pid": 4, "outcome": "still running", "signals": ["pg_cancel_backend"],
+                                         "detail": "escalate is off"}])
+    assert activity.remediation_finding(still)["state"] == "warning"
+    would = remediation_result("terminate", True, [{"pid": 5, "outcome": "would terminate", "signals": []},
+                                                   {"pid": 6, "outcome": "would terminate", "signals": []}])
+    assert activity.remediation_finding(would) == {
+        "check": "remediation", "state": "ok", "value": 2, "unit": "sessions",
+        "detail": "would terminate 2 sessions (check mode): pid 5, 6"}
+    assert activity.remediation_finding(remediation_result())["detail"] == "cancel: no session matched the filters"
+
+
+def test_conclude():
+    result = activity.conclude({"findings": [activity.finding("a", "ok", 1, None, "fine"),
+                                             activity.finding("b", "warning", 2, "s", "slow")]})
+    assert result["state"] == "warning" and result["summary"] == {"total": 2, "ok": 1, "warning": 1, "critical": 0}
+    assert result["msg"] == "1 of 2 checks ok, overall warning - b warning: slow"
