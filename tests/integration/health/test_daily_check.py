@@ -12,15 +12,17 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 import redis
+import yaml
 
-from harness import run_module, run_playbook
+from harness import REPO, ansible_env, run_module, run_playbook
 
-from health_testlib import DAILY_PLAYBOOK, age_backup, fact, health_vars, stats_of, write_inventory
+from health_testlib import DAILY_PLAYBOOK, HEALTH_PLAYBOOK, age_backup, fact, health_vars, stats_of, write_inventory
 from sample_service_fixture import free_port
 
 RESULT_TASK = "Work out the overall state of the daily check"
@@ -113,7 +115,10 @@ def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues,
     busy = checks["queue " + keys["busy"]]
     assert busy["state"] == "warning" and busy["value"] == 150, busy
     assert checks["postgresql"]["state"] == "ok" and "accepts connections" in checks["postgresql"]["detail"]
-    assert checks["postgresql connections"]["state"] == "ok"
+    # pg_activity: client backends only, against the slots ordinary roles can use.
+    connections = checks["postgresql connections"]
+    assert connections["state"] == "ok" and connections["unit"] == "%" and "client connections of" in connections["detail"]
+    assert checks["postgresql idle in transaction"]["section"] == "database"
     backup = checks["last backup"]
     assert backup["state"] == "warning" and 7000 < backup["value"] < 7500, backup
     assert checks["disk /"]["section"] == "disk"
@@ -130,7 +135,16 @@ def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues,
     assert "job failed error=disk quota" in text and "stale failure" not in text
     report = json.load(open(json_path, encoding="utf-8"))
     assert report["state"] == "warning" and len(report["findings"]) == len(result["findings"])
-    assert report["thresholds"]["queue_length"] == {"warning": 100, "critical": 1000}
+    thresholds = {row["metric"]: row for row in report["thresholds"]}
+    assert thresholds["queue length (default)"] == {"metric": "queue length (default)", "warning": 100, "critical": 1000,
+                                                    "unit": "items"}
+    # The thresholds table names the PostgreSQL connection and per-queue levels; the Value column has units.
+    assert thresholds["queue " + keys["busy"]]["warning"] == 100
+    assert "| postgresql connections (of max_connections) | 80% | 95% |" in text
+    assert "| queue %s | 100 items | 1000 items |" % keys["busy"] in text
+    assert "| WARNING | queue %s | 150 items |" % keys["busy"] in text
+    assert "| WARNING | last backup | 2h0m |" in text or "| WARNING | last backup | 1h59m |" in text
+    assert "redis-cli" not in open(os.path.join(REPO, "roles", "daily_check", "tasks", "queue.yml"), encoding="utf-8").read()
 
     stats = stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]
     assert stats["state"] == "warning" and stats["report"]["markdown"] == markdown
@@ -156,7 +170,8 @@ def test_critical_findings_fail_after_the_report(tmp_path, sample_service, queue
     assert result["state"] == "critical"
     assert checks["queue " + keys["flood"]]["state"] == "critical"
     assert checks["last backup"]["state"] == "critical" and "is 1d6h" in checks["last backup"]["detail"]
-    assert checks["disk /"]["state"] == "critical"
+    assert checks["disk /"]["state"] == "critical" and checks["disk /"]["unit"] == "%"
+    assert checks["disk /"]["detail"].count("free") == 1, checks["disk /"]  # said once, not repeated in other units
     failure = run.task(FAIL_TASK)
     assert failure["status"] == "failed"
     message = failure["result"]["msg"]
@@ -183,7 +198,9 @@ def test_check_mode_reports_without_writing_and_fail_on_critical_off(tmp_path, s
     assert checks["last backup"]["state"] == "critical" and "no complete" in checks["last backup"]["detail"]
     assert checks["queue " + keys["empty"]]["value"] == 0
     assert not report_dir.exists()
+    assert result["report_files"] is None and "would write the report to " + str(report_dir) in result["msg"]
     assert stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]["state"] == "critical"
+    assert stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]["report"] is None
     assert run.task(FAIL_TASK)["status"] == "skipped"
 
 
@@ -214,7 +231,7 @@ def redis_with_password(tmp_path):
     proc.wait(10)
 
 
-def test_redis_password_goes_through_stdin_only(tmp_path, redis_with_password):
+def test_redis_password_is_never_shown(tmp_path, redis_with_password):
     port, password = redis_with_password
     minimal = {"health_check_liveness_path": "", "health_check_readiness_path": "", "health_check_metrics_path": "",
                "daily_check_disk_paths": [], "daily_check_resources_enabled": False,
@@ -223,13 +240,138 @@ def test_redis_password_goes_through_stdin_only(tmp_path, redis_with_password):
                "daily_check_redis_queues": [{"key": 'jobs "quoted" \\ key', "warn": 5, "crit": 50}]}
     run = run_daily(tmp_path, dict(minimal, daily_check_redis_password=password), verbosity=3)
     assert run.rc == 0, run.output[-5000:]
-    finding = fact(run, RESULT_TASK, "daily_check_result")["findings"][0]
+    finding = by_check(fact(run, RESULT_TASK, "daily_check_result"))['queue jobs "quoted" \\ key']
     assert finding["state"] == "warning" and finding["value"] == 7, finding
     assert password not in run.output
 
     wrong = "wrong-" + uuid.uuid4().hex
     run = run_daily(tmp_path, dict(minimal, daily_check_redis_password=wrong), verbosity=3)
     assert run.rc != 0
-    finding = fact(run, RESULT_TASK, "daily_check_result")["findings"][0]
+    finding = by_check(fact(run, RESULT_TASK, "daily_check_result"))["redis"]
     assert finding["state"] == "critical" and "authentication failed" in finding["detail"], finding
     assert wrong not in run.output
+
+
+MINIMAL = {"health_check_liveness_path": "", "health_check_readiness_path": "", "health_check_metrics_path": "",
+           "daily_check_disk_paths": [], "daily_check_resources_enabled": False}
+
+
+def minimal_vars(tmp_path, **overrides):
+    values = dict(MINIMAL, daily_check_report_dir=str(tmp_path / "reports"))
+    values.update(overrides)
+    return values
+
+
+def written_report(result):
+    """The Markdown and JSON reports of a run, checked to be there and private."""
+    files = result["report_files"]
+    assert files, result["msg"]
+    for path in files.values():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    return open(files["markdown"], encoding="utf-8").read(), json.load(open(files["json"], encoding="utf-8"))
+
+
+def test_missing_log_directory_is_critical_not_ok(tmp_path):
+    missing = str(tmp_path / "no-such-logs")
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_log_dirs=[missing]))
+    assert run.rc != 0
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    finding = by_check(result)["log path " + missing]
+    assert finding["state"] == "critical" and "does not exist" in finding["detail"], finding
+    assert result["state"] == "critical"
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_log_dirs=[missing], daily_check_log_missing_state="warning"))
+    assert run.rc == 0 and fact(run, RESULT_TASK, "daily_check_result")["state"] == "warning"
+
+
+def test_http_url_in_the_tls_list_is_critical(tmp_path, sample_service):
+    svc = sample_service()
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_tls_urls=[svc.url + "/healthz"],
+                                           daily_check_fail_on_critical=False))
+    assert run.rc == 0, run.output[-3000:]
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    finding = by_check(result)["certificate " + svc.url + "/healthz"]
+    assert finding["state"] == "critical" and "not HTTPS: no certificate to check" in finding["detail"], finding
+    assert result["state"] == "critical"
+
+
+def test_redis_database_that_does_not_exist_and_redis_down(tmp_path, queues, redis_url):
+    keys = queues(jobs=3)
+    databases = int(redis.Redis.from_url(redis_url).config_get("databases")["databases"])
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_redis_db=databases,
+                                           daily_check_redis_queues=[keys["jobs"]], daily_check_fail_on_critical=False))
+    assert run.rc == 0, run.output[-3000:]
+    checks = by_check(fact(run, RESULT_TASK, "daily_check_result"))
+    assert checks["redis"]["state"] == "critical" and "database %d does not exist" % databases in checks["redis"]["detail"]
+    assert checks["queue " + keys["jobs"]]["state"] == "critical" and checks["queue " + keys["jobs"]]["value"] is None
+
+    port = free_port()
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_redis_port=port, daily_check_redis_timeout=2,
+                                           daily_check_redis_queues=[keys["jobs"]], daily_check_fail_on_critical=False))
+    checks = by_check(fact(run, RESULT_TASK, "daily_check_result"))
+    detail = checks["queue " + keys["jobs"]]["detail"]
+    assert checks["queue " + keys["jobs"]]["state"] == "critical"
+    assert "127.0.0.1:%d is unreachable" % port in detail and "refused" in detail, detail
+
+
+def test_hostile_log_lines_are_counted_and_the_report_is_written(tmp_path):
+    logs = tmp_path / "data" / "logs" / "jobs"
+    logs.mkdir(parents=True)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (logs / "crash.log").write_bytes(b"%s INFO job started\n" % now.encode() + b"\0" * 8192
+                                     + b"%s ERROR job crashed after NUL bytes\n" % now.encode())
+    (logs / "utf8.log").write_bytes(b"%s ERROR Refusing to deserialize \xff\xfe\xc3( an invalid UTF8 string\n" % now.encode())
+    (logs / "huge.log").write_bytes(b"%s ERROR start of a huge line " % now.encode() + b"x" * (8 * 1024 * 1024) + b"\n")
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_log_dirs=[str(logs / "*.log")],
+                                           daily_check_log_max_line_bytes=4096))
+    assert run.rc == 0, run.output[-3000:]
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    logs_finding = by_check(result)["log files"]
+    assert logs_finding["value"] == 3 and logs_finding["state"] == "warning", logs_finding
+    assert any("crashed after NUL bytes" in line for line in logs_finding["samples"])
+    text, report = written_report(result)
+    assert "crashed after NUL bytes" in text and "\ufffd" in text and len(text) < 100000
+    assert report["state"] == "warning"
+    assert stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]["state"] == "warning"
+
+
+def test_a_failing_check_becomes_a_finding_and_the_report_is_still_written(tmp_path):
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_log_dirs=[str(tmp_path)],
+                                           daily_check_log_error_regex="error(",  # log_scan refuses it
+                                           daily_check_disk_paths=[str(dangling)]))
+    assert run.rc != 0
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    checks = by_check(result)
+    assert checks["log files"]["state"] == "critical"
+    assert "could not run" in checks["log files"]["detail"] and "not a valid regular expression" in checks["log files"]["detail"]
+    disk = [f for f in result["findings"] if f["section"] == "disk"]
+    assert disk and all(f["state"] != "ok" for f in disk), disk
+    text, report = written_report(result)
+    assert "**CRITICAL**" in text and report["state"] == "critical"
+    assert stats_of(run, STATS_TASK)["runbook_daily_check"]["localhost"]["report"] == result["report_files"]
+    assert run.task(FAIL_TASK)["status"] == "failed"
+
+
+@pytest.mark.parametrize("playbook", [DAILY_PLAYBOOK, HEALTH_PLAYBOOK])
+def test_playbooks_honour_target_hosts(tmp_path, playbook):
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {
+        "staging": {"hosts": {"app-staging.example.internal": {}}},
+        "production": {"hosts": {"app-prod.example.internal": {}}}}}}))
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), playbook, "-i", str(inventory),
+                           "-e", "target_hosts=production", "--list-hosts"],
+                          cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "app-prod.example.internal" in proc.stdout and "app-staging" not in proc.stdout, proc.stdout
+
+
+def test_postgresql_down_is_a_critical_finding_in_the_written_report(tmp_path):
+    port = free_port()
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_postgres_enabled=True, daily_check_postgres_port=port))
+    assert run.rc != 0
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    finding = by_check(result)["postgresql"]
+    assert finding["state"] == "critical" and str(port) in finding["detail"], finding
+    text, _report = written_report(result)
+    assert "| CRITICAL | postgresql |" in text
