@@ -52,3 +52,7 @@ class LockError(RunbookError):
 
 class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
+
+
+class ContainerError(RunbookError):
+    """The Docker engine could not be reached, or a container query is malformed."""
