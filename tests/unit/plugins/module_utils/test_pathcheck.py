@@ -120,7 +120,8 @@ def test_a_directory_vanishing_mid_walk_is_not_a_permission_finding(tmp_path, mo
 
     def walk_while_a_job_cleans_up(top, **kwargs):
         walker = real_walk(top, **kwargs)
-        first = next(walker)
+        first = next(walker, None)
+        assert first is not None
         os.remove(root / "app.db")  # listed, then gone before its lstat
         yield first
         shutil.rmtree(root / "logs")  # listed, then gone before the walk enters it
