@@ -240,6 +240,24 @@ def _finding(check, target, state, value, detail):
             "detail": detail, "reasons": [detail] if state != "ok" else []}
 
 
+# What the SDK's connection errors (requests/urllib3 text) mean, for the person on call.
+_ENGINE_FAILURES = (
+    ("No such file or directory", "no Docker socket there (is the engine running?)"),
+    ("Connection refused", "connection refused (is the engine running and listening there?)"),
+    ("Permission denied", "permission denied on the Docker socket (root or the docker group is needed)"),
+    ("timed out", "the engine did not answer in time"),
+)
+
+
+def engine_failure(exc):
+    """A short reason for an SDK error: what the failure means, else the library's text on one line."""
+    text = str(exc)
+    for needle, meaning in _ENGINE_FAILURES:
+        if needle.lower() in text.lower():
+            return meaning
+    return one_line(text)
+
+
 class DockerEngine:
     """Read-only access to one Docker engine through the SDK (``docker`` library)."""
 
@@ -253,7 +271,7 @@ class DockerEngine:
             else:
                 self.client = docker.from_env(timeout=timeout)
         except docker_errors.DockerException as exc:
-            raise ContainerError("cannot reach the Docker engine at %s: %s" % (self.where, one_line(exc))) from None
+            raise ContainerError("cannot reach the Docker engine at %s: %s" % (self.where, engine_failure(exc))) from None
 
     def _call(self, what, function, *args, **kwargs):
         try:
@@ -262,7 +280,7 @@ class DockerEngine:
             raise
         except (docker_errors.DockerException, OSError) as exc:
             raise ContainerError("%s failed on the Docker engine at %s: %s"
-                                 % (what, self.where, one_line(exc))) from None
+                                 % (what, self.where, engine_failure(exc))) from None
 
     def inspect(self, name):
         """The inspect object of the container ``name`` (name or id), or None when there is none."""

@@ -166,7 +166,9 @@ def test_container_health_module_directly(ansible_module, compose_project):
     assert not down.failed, down.result
     engine = down.result["findings"][0]
     assert engine["check"] == "docker engine" and engine["state"] == "critical", engine
-    assert "unix:///nonexistent/rbops-docker.sock" in engine["detail"] and "Traceback" not in down.output
+    assert engine["detail"] == ("cannot reach the Docker engine at unix:///nonexistent/rbops-docker.sock: "
+                                "no Docker socket there (is the engine running?)"), engine
+    assert "Traceback" not in down.output
 
     for params, message in (({}, "give containers, compose_project or both"),
                             ({"containers": [name], "compose_services": ["web"]}, "need compose_project"),

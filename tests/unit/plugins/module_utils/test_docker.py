@@ -168,3 +168,14 @@ def test_helpers_and_bad_rules():
                          ({"restart_crit_count": 0}, "restart_crit_count must be at least 1")):
         with pytest.raises(ContainerError, match=message):
             ContainerRules.from_dict(bad)
+
+
+@pytest.mark.skipif(not _docker.HAS_DOCKER, reason="the Docker SDK is not installed")
+@pytest.mark.parametrize("where, reason", [
+    ("unix:///nonexistent/rbops-docker.sock", "no Docker socket there (is the engine running?)"),
+    ("tcp://127.0.0.1:1", "connection refused (is the engine running and listening there?)"),
+])
+def test_an_unreachable_engine_is_said_in_plain_words(where, reason):
+    with pytest.raises(ContainerError) as caught:
+        _docker.DockerEngine(where, timeout=5)
+    assert str(caught.value) == "cannot reach the Docker engine at %s: %s" % (where, reason)
