@@ -112,6 +112,9 @@ class ContainerRules:
     count has reached ``restart_crit_count`` (a restart policy that keeps firing: a crash loop).
     A container that crashes every 12 s is always within the window with a growing count.
     ``OOMKilled`` of a running container (kept from its previous run) is a warning within the window.
+
+    Given an earlier observation of the same container (``previous``), the restarts since then count
+    instead: any is a warning, ``restart_crit_count`` or more critical, however long each run lasted.
     """
 
     require_healthcheck: bool = False
@@ -137,8 +140,12 @@ class ContainerRules:
             rules.restart_crit_count = value
         return rules
 
-    def rate(self, record, now):
-        """``(state, detail)`` of one container record at ``now`` (an aware datetime)."""
+    def rate(self, record, now, previous=None):
+        """``(state, detail)`` of one container record at ``now`` (an aware datetime).
+
+        ``previous``: the record of the same container from an earlier observation (``id``,
+        ``restart_count``, ``observed_at``), or None.
+        """
         status = record["status"]
         started = parse_time(record["started_at"])
         up = (now - started).total_seconds() if started else None
@@ -153,7 +160,10 @@ class ContainerRules:
             # The engine keeps OOMKilled of the previous run after a restart; it is news only while recent.
             recent = up is not None and up <= self.restart_window
             found.append(("warning" if recent else "ok", "killed for lack of memory (OOM) before its latest start"))
-        found.extend(self._restarts(record, up))
+        if previous is not None:
+            found.extend(self._restarts_since(record, previous, now))
+        else:
+            found.extend(self._restarts(record, up))
         return worst(s for s, _d in found), "; ".join(d for _s, d in found)
 
     def _stopped(self, record):
@@ -200,15 +210,42 @@ class ContainerRules:
                  % (label, duration(up), duration(self.restart_window), count))]
 
 
-def assess(inspected, rules, now, project=None, required_services=(), ignore_services=(), missing=()):
+    def _restarts_since(self, record, previous, now):
+        count = record["restart_count"] - previous["restart_count"]
+        if count <= 0:
+            return []
+        seen = parse_time(previous.get("observed_at"))
+        when = (" %s ago" % duration((now - seen).total_seconds())) if seen else ""
+        state = "critical" if count >= self.restart_crit_count else "warning"
+        return [(state, "%srestarted %d times since the previous observation%s"
+                 % ("crash loop: " if state == "critical" else "", count, when))]
+
+
+def previous_records(previous):
+    """Earlier ``containers`` records by container id; each needs ``id`` and ``restart_count``."""
+    found = {}
+    for position, entry in enumerate(previous or ()):
+        if not isinstance(entry, dict) or not entry.get("id") or not isinstance(entry.get("restart_count"), int) \
+                or isinstance(entry.get("restart_count"), bool):
+            raise ContainerError("previous[%d] needs id and an integer restart_count, as the containers result of an"
+                                 " earlier run has" % position)
+        found[entry["id"]] = entry
+    return found
+
+
+def assess(inspected, rules, now, project=None, required_services=(), ignore_services=(), missing=(), previous=None):
     """Findings and records of inspected containers.
 
     ``inspected``: ``docker inspect`` objects (each container once); ``missing``: names asked for that
     do not exist; ``project``: the Compose project asked for (its absence of containers is critical);
     ``required_services``: services that must have a running container; ``ignore_services``: services
-    whose containers do not count.  One-off containers (``docker compose run``) never count.
+    whose containers do not count; ``previous``: records of an earlier observation by id (restarts
+    since then are counted instead of judging the latest start).  One-off containers never count.
     """
     records = [container_record(attrs) for attrs in inspected]
+    observed_at = now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for record in records:
+        record["observed_at"] = observed_at
     findings = []
     for name in missing:
         findings.append(_finding("container " + name, name, "critical", None,
@@ -226,7 +263,7 @@ def assess(inspected, rules, now, project=None, required_services=(), ignore_ser
         record["counted"] = not record["oneoff"] and record["service"] not in ignore_services
         if not record["counted"]:
             continue
-        state, detail = rules.rate(record, now)
+        state, detail = rules.rate(record, now, (previous or {}).get(record["id"]))
         record["state"] = state
         findings.append(_finding("container " + record["name"], record["service"] or record["name"], state,
                                  record["health"] or record["status"], detail))
@@ -302,7 +339,7 @@ class DockerEngine:
 
 
 def check_containers(engine_factory, rules, now, names=(), project=None, required_services=(),
-                     ignore_services=()):
+                     ignore_services=(), previous=None):
     """Inspect containers by name and/or Compose project and rate them; an unreachable engine is a
     critical finding, not an error."""
     try:
@@ -324,4 +361,4 @@ def check_containers(engine_factory, rules, now, names=(), project=None, require
         report = overview([finding], "checks", name_key="check")
         report.update(findings=[finding], containers=[])
         return report
-    return assess(inspected, rules, now, project, required_services, ignore_services, missing)
+    return assess(inspected, rules, now, project, required_services, ignore_services, missing, previous)

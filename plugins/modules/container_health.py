@@ -21,6 +21,7 @@ description:
     the time of the latest start (C(State.StartedAt)). A running container that has restarted and whose latest
     start lies within O(restart_window) seconds is a V(warning), and V(critical) once its count reaches
     O(restart_crit_count) (a crash loop). An OOM kill before the latest start is a V(warning) within the window.
+    With O(previous), the restarts since that earlier observation are counted instead.
   - One-off containers (C(docker compose run)) never count; O(ignore_services) lists services whose containers
     do not count either (migrations and other one-shot jobs).
   - An engine that cannot be reached is a V(critical) finding, not an error, so reports are still written.
@@ -64,6 +65,15 @@ options:
     description: A container restarted within O(restart_window) with at least this many restarts is V(critical).
     type: int
     default: 3
+  previous:
+    description:
+      - The RV(containers) result of an earlier run (for example the previous daily check). For a container found
+        there (same id), the restarts since that observation are counted instead of judging the latest start - any
+        is a V(warning), O(restart_crit_count) or more V(critical) - however long each run lasted.
+      - Each entry needs C(id) and C(restart_count); C(observed_at) makes the message say how long ago it was.
+    type: list
+    elements: dict
+    default: []
   docker_host:
     description:
       - The Docker engine's address, for example V(unix:///var/run/docker.sock) or V(tcp://127.0.0.1:2375).
@@ -226,6 +236,10 @@ containers:
       description: Output of the latest health check on one line, at most 200 characters.
       type: str
       sample: ""
+    observed_at:
+      description: When this run inspected it (UTC); give the records back as O(previous) to count restarts since.
+      type: str
+      sample: "2026-11-30T18:25:10.123456Z"
 '''
 
 import datetime
@@ -248,6 +262,7 @@ def main():
             "start_grace": {"type": "float", "default": 120},
             "restart_window": {"type": "float", "default": 600},
             "restart_crit_count": {"type": "int", "default": 3},
+            "previous": {"type": "list", "elements": "dict", "default": []},
             "docker_host": {"type": "str"},
             "timeout": {"type": "int", "default": 30},
             "fail_on": dict(FAIL_ON_ARGSPEC),
@@ -265,11 +280,12 @@ def main():
         if params["timeout"] < 1:
             raise _docker.ContainerError("timeout must be at least 1 second, got %s" % params["timeout"])
         rules = _docker.ContainerRules.from_dict(params)
+        previous = _docker.previous_records(params["previous"])
         report = _docker.check_containers(
             lambda: _docker.DockerEngine(params["docker_host"], params["timeout"]), rules,
             datetime.datetime.now(datetime.timezone.utc), names=params["containers"],
             project=params["compose_project"], required_services=params["compose_services"],
-            ignore_services=params["ignore_services"])
+            ignore_services=params["ignore_services"], previous=previous)
     except RunbookError as exc:
         module.fail_json(msg=str(exc))
     if fails(report["state"], params["fail_on"]):

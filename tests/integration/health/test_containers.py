@@ -116,7 +116,16 @@ def wait_for(container, template, expected, timeout=40):
     raise AssertionError("%s: %s is %r, not %r" % (container, template, seen, expected))
 
 
-def test_a_crash_looping_container_is_critical_not_ok(tmp_path, compose_project):
+def wait_for_a_fresh_start(container):
+    """Wait for the next restart of a crash-looping container, so that the next look sees it running;
+    its restart count then."""
+    count = int(subprocess.run(["docker", "inspect", "-f", "{{.RestartCount}}", container], capture_output=True,
+                               text=True, check=True).stdout)
+    wait_for(container, "{{.RestartCount}} {{.State.Status}}", "%d running" % (count + 1))
+    return count + 1
+
+
+def test_a_crash_looping_container_is_critical_not_ok(tmp_path, compose_project, ansible_module):
     """Issue: a container crash-looping every 12 s read OK "restarts 3".
 
     It runs 12 s and exits; the engine restarts it at once (a run over 10 s resets its back-off), so it is
@@ -140,11 +149,23 @@ def test_a_crash_looping_container_is_critical_not_ok(tmp_path, compose_project)
     assert "service api" not in findings_by_check(result)
 
     # Below the critical count the same restarts are a warning, still not ok.
+    wait_for_a_fresh_start(container)
     run = run_playbook(tmp_path, HEALTH_PLAYBOOK, inventory=write_inventory(tmp_path, containers_only(
         project, health_check_container_restart_crit_count=10, health_check_fail_on="never")))
     api = findings_by_check(fact(run, RESULT_TASK, "health_check_result"))["container " + container]
     assert api["state"] == "warning", api
     assert "restarted" in api["detail"] and "crash loop" not in api["detail"], api
+
+    # Counted against an earlier observation instead of the latest start (the window alone would say ok).
+    first = [c for c in fact(run, RESULT_TASK, "health_check_result")["containers"] if c["service"] == "api"][0]
+    count = wait_for_a_fresh_start(container)
+    since = ansible_module("runbook.ops.container_health", {
+        "containers": [container], "restart_window": 0, "fail_on": "never",
+        "previous": [dict(first, restart_count=count - 2)]})
+    assert not since.failed, since.result
+    finding = since.result["findings"][0]
+    assert finding["state"] == "warning", finding
+    assert "restarted 2 times since the previous observation" in finding["detail"], finding
 
 
 def test_container_health_module_directly(ansible_module, compose_project):

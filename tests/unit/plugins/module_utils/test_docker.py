@@ -179,3 +179,24 @@ def test_an_unreachable_engine_is_said_in_plain_words(where, reason):
     with pytest.raises(ContainerError) as caught:
         _docker.DockerEngine(where, timeout=5)
     assert str(caught.value) == "cannot reach the Docker engine at %s: %s" % (where, reason)
+
+
+def test_restarts_since_a_previous_observation():
+    attrs = captured("crashloop")  # RestartCount 3
+    record = container_record(attrs)
+    rules = ContainerRules()
+    an_hour_on = after_start(attrs, 3600)  # the latest start alone would read ok
+    earlier = {"id": record["id"], "restart_count": 1, "observed_at": "2026-11-30T17:25:05Z"}
+    assert rules.rate(record, an_hour_on, earlier) == (
+        "warning", "running, no health check, up 1.0 h; restarted 2 times since the previous observation 2.0 h ago")
+    assert rules.rate(record, an_hour_on, dict(earlier, restart_count=0))[1].endswith(
+        "crash loop: restarted 3 times since the previous observation 2.0 h ago")
+    assert rules.rate(record, an_hour_on, dict(earlier, restart_count=0))[0] == "critical"
+    # No restart since the previous observation: ok even moments after the latest start.
+    assert rules.rate(record, after_start(attrs, 5), dict(earlier, restart_count=3))[0] == "ok"
+
+    report = assess([attrs], rules, an_hour_on, previous=_docker.previous_records([earlier]))
+    assert report["state"] == "warning" and report["containers"][0]["observed_at"] == "2026-11-30T19:25:05.677238Z"
+    for bad in ([{"id": "x"}], [{"id": "x", "restart_count": True}], ["x"]):
+        with pytest.raises(ContainerError, match=r"previous\[0\] needs id and an integer restart_count"):
+            _docker.previous_records(bad)
