@@ -209,7 +209,6 @@ class ContainerRules:
         return [(state, "%srestarted %s ago, within the %s window (%d restarts since it was created)"
                  % (label, duration(up), duration(self.restart_window), count))]
 
-
     def _restarts_since(self, record, previous, now):
         count = record["restart_count"] - previous["restart_count"]
         if count <= 0:
