@@ -58,6 +58,10 @@ class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
 
 
+class ContainerError(RunbookError):
+    """The Docker engine could not be reached, or a container query is malformed."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived.  A KeyboardInterrupt, so it unwinds exactly like Ctrl-C: every ``finally``
     and ``except BaseException`` cleanup runs (temp files, partial objects, multipart uploads,

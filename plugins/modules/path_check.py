@@ -11,6 +11,8 @@ short_description: Check disk space, inodes, ownership and permissions of data d
 version_added: 0.1.0
 author: runbook.ops contributors (!UNKNOWN)
 description:
+  - A path that is a symbolic link is followed; its target is checked and the report says where the link points.
+    A dangling or looping link is a finding with its reason, never an error.
   - For each path, reports the filesystem that holds it (size, free space, percent used, inodes, as C(df) counts
     them) against warning and critical levels, and optionally checks existence, type, owner, group and
     permissions, recursively with a limit on the number of entries.
@@ -64,12 +66,18 @@ options:
       - The most permissive mode allowed, as an octal string such as V('0700'); an entry with any permission bit
         beyond these is an offender. V('0750') allows V(0700) and V(0750) but not V(0755).
       - Applies to directories, and to files too unless O(file_mode) is given.
+      - An unquoted YAML V(755) arrives as the decimal number 755; a number above V(0o777) written only with the
+        digits 0-7 is read as those octal digits (V(0755)) with a warning. Quote modes.
     type: raw
   file_mode:
-    description: The most permissive mode allowed for non-directories, for example V('0600').
+    description:
+      - The most permissive mode allowed for non-directories, for example V('0600').
+      - Read like O(mode).
     type: raw
   recurse:
-    description: Check ownership and mode of everything under each directory too (symbolic links are not followed).
+    description:
+      - Check ownership and mode of everything under each directory too (symbolic links below it are not followed).
+      - Entries removed while the walk runs are counted in RV(paths[].vanished), not reported as offenders.
     type: bool
     default: false
   max_files:
@@ -134,9 +142,27 @@ paths:
       type: bool
       sample: true
     type:
-      description: V(directory), V(file), V(link) or V(other); null when missing.
+      description: V(directory), V(file) or V(other) (of the link's target for a link); null when missing.
       type: str
       sample: directory
+    link:
+      description: Whether the path is a symbolic link.
+      type: bool
+      sample: false
+    link_target:
+      description: Where the link points, as written in the link.
+      returned: when the path is a symbolic link
+      type: str
+      sample: /mnt/data/app
+    resolved_path:
+      description: The link's target with every link resolved; the path that was checked.
+      returned: when the path is a symbolic link that resolves
+      type: str
+      sample: /mnt/data/app
+    vanished:
+      description: How many entries disappeared while O(recurse) walked the directory (not checked, not offenders).
+      type: int
+      sample: 0
     owner:
       description: The owning user.
       type: str
@@ -182,12 +208,23 @@ paths:
       type: list
       elements: str
       sample: ["filesystem / is 83.2% full, at or over warning 80% (15.1 GiB free)"]
+    notes:
+      description: Facts worth saying that do not change the state (a followed link, entries that vanished).
+      type: list
+      elements: str
+      sample: ["/srv/app/data is a symbolic link to /mnt/data/app; checked /mnt/data/app"]
+    detail:
+      description: One line for reports; the reasons, then the filesystem use (binary units) and owner and mode when
+        they were checked, each said once.
+      type: str
+      sample: "filesystem / is 83.2% full, at or over warning 80% (15.1 GiB free)"
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
 from ansible_collections.runbook.ops.plugins.module_utils import _pathcheck
+from ansible_collections.runbook.ops.plugins.module_utils._status import FAIL_ON_ARGSPEC, fails
 
 
 def main():
@@ -208,7 +245,7 @@ def main():
             "recurse": {"type": "bool", "default": False},
             "max_files": {"type": "int", "default": 10000},
             "max_offenders": {"type": "int", "default": 20},
-            "fail_on": {"type": "str", "choices": ["critical", "warning", "never"], "default": "critical"},
+            "fail_on": dict(FAIL_ON_ARGSPEC),
         },
         supports_check_mode=True,
     )
@@ -217,9 +254,9 @@ def main():
         report = _pathcheck.check_paths(module.params["paths"], policy)
     except RunbookError as exc:
         module.fail_json(msg=str(exc))
-    fail_on = module.params["fail_on"]
-    failed = fail_on != "never" and (report["state"] == "critical" or (fail_on == "warning" and report["state"] == "warning"))
-    if failed:
+    for warning in policy.warnings:
+        module.warn(warning)
+    if fails(report["state"], module.params["fail_on"]):
         module.fail_json(changed=False, **report)
     module.exit_json(changed=False, **report)
 

@@ -67,6 +67,7 @@ def test_healthy_and_unhealthy_compose_services(tmp_path, compose_project):
     assert web["state"] == "ok" and web["value"] == "healthy", web
     assert worker["state"] == "critical" and "unhealthy" in worker["detail"] and "queue stuck" in worker["detail"], worker
     assert plain["state"] == "ok" and "no health check" in plain["detail"], plain
+    assert "\t" not in worker["detail"] and "\n" not in worker["detail"]
     assert checks["service scheduler"]["state"] == "critical"
     assert "no running container" in checks["service scheduler"]["detail"]
     assert {c["service"] for c in result["containers"]} == {"web", "worker", "plain"}
@@ -92,11 +93,107 @@ def test_stopped_container_missing_project_and_unknown_name(tmp_path, compose_pr
     assert run.rc == 0, run.output
     result = fact(run, RESULT_TASK, "health_check_result")
     job = [f for f in result["checks"] if f["target"] == "job"][0]
-    assert job["state"] == "critical" and "exited (exit code 3" in job["detail"], job
-    inspect = findings_by_check(result)["docker inspect"]
-    assert inspect["state"] == "critical" and "rbops-no-such-container" in inspect["detail"]
+    assert job["state"] == "critical" and job["detail"] == "exited with code 3", job
+    missing = findings_by_check(result)["container rbops-no-such-container"]
+    assert missing["state"] == "critical", missing
+    assert missing["detail"] == "no container named rbops-no-such-container on this host"
 
     run = run_playbook(tmp_path, HEALTH_PLAYBOOK, inventory=write_inventory(tmp_path, containers_only(
         "rbopsnosuchproject", health_check_fail_on="never")))
     missing = findings_by_check(fact(run, RESULT_TASK, "health_check_result"))["compose project rbopsnosuchproject"]
     assert missing["state"] == "critical" and "no containers" in missing["detail"]
+
+
+def wait_for(container, template, expected, timeout=40):
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = subprocess.run(["docker", "inspect", "-f", template, container], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        if seen == expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError("%s: %s is %r, not %r" % (container, template, seen, expected))
+
+
+def wait_for_a_fresh_start(container):
+    """Wait for the next restart of a crash-looping container, so that the next look sees it running;
+    its restart count then."""
+    count = int(subprocess.run(["docker", "inspect", "-f", "{{.RestartCount}}", container], capture_output=True,
+                               text=True, check=True).stdout)
+    wait_for(container, "{{.RestartCount}} {{.State.Status}}", "%d running" % (count + 1))
+    return count + 1
+
+
+def test_a_crash_looping_container_is_critical_not_ok(tmp_path, compose_project, ansible_module):
+    """Issue: a container crash-looping every 12 s read OK "restarts 3".
+
+    It runs 12 s and exits; the engine restarts it at once (a run over 10 s resets its back-off), so it is
+    almost always seen running, fresh, with a growing restart count.
+    """
+    project = compose_project({"api": {"command": ["/bin/busybox", "sh", "-c", "sleep 12; exit 1"],
+                                       "restart": "always"},
+                               "cache": {"command": ["/bin/busybox", "sleep", "600"]}})
+    container = project + "_api_1"
+    wait_for(container, "{{.RestartCount}} {{.State.Status}}", "2 running")
+    run = run_playbook(tmp_path, HEALTH_PLAYBOOK, inventory=write_inventory(tmp_path, containers_only(
+        project, health_check_compose_services=["api", "cache"], health_check_container_restart_crit_count=2,
+        health_check_fail_on="never")))
+    assert run.rc == 0, run.output
+    result = fact(run, RESULT_TASK, "health_check_result")
+    api = findings_by_check(result)["container " + container]
+    assert api["state"] == "critical", api
+    assert api["detail"].startswith("running, no health check, up ") and "; crash loop: restarted " in api["detail"]
+    assert "(2 restarts since it was created)" in api["detail"], api
+    assert findings_by_check(result)["container %s_cache_1" % project]["state"] == "ok"
+    assert "service api" not in findings_by_check(result)
+
+    # Below the critical count the same restarts are a warning, still not ok.
+    wait_for_a_fresh_start(container)
+    run = run_playbook(tmp_path, HEALTH_PLAYBOOK, inventory=write_inventory(tmp_path, containers_only(
+        project, health_check_container_restart_crit_count=10, health_check_fail_on="never")))
+    api = findings_by_check(fact(run, RESULT_TASK, "health_check_result"))["container " + container]
+    assert api["state"] == "warning", api
+    assert "restarted" in api["detail"] and "crash loop" not in api["detail"], api
+
+    # Counted against an earlier observation instead of the latest start (the window alone would say ok).
+    first = [c for c in fact(run, RESULT_TASK, "health_check_result")["containers"] if c["service"] == "api"][0]
+    count = wait_for_a_fresh_start(container)
+    since = ansible_module("runbook.ops.container_health", {
+        "containers": [container], "restart_window": 0, "fail_on": "never",
+        "previous": [dict(first, restart_count=count - 2)]})
+    assert not since.failed, since.result
+    finding = since.result["findings"][0]
+    assert finding["state"] == "warning", finding
+    assert "restarted 2 times since the previous observation" in finding["detail"], finding
+
+
+def test_container_health_module_directly(ansible_module, compose_project):
+    """The module through the Docker SDK: by name, the default engine, an unreachable engine, bad options."""
+    project = compose_project({"web": {"command": ["/bin/busybox", "sleep", "600"]}})
+    name = project + "_web_1"
+    wait_for(name, "{{.State.Status}}", "running")
+    run = ansible_module("runbook.ops.container_health", {"containers": [name], "require_healthcheck": True},
+                         check=True)
+    assert not run.failed and run.result["changed"] is False, run.result
+    assert run.result["state"] == "warning" and run.result["containers"][0]["service"] == "web"
+    assert run.result["findings"][0]["detail"].startswith("running without a health check (one is required)")
+    failing = ansible_module("runbook.ops.container_health", {"containers": [name], "require_healthcheck": True,
+                                                              "fail_on": "warning"})
+    assert failing.failed and failing.result["state"] == "warning"
+
+    down = ansible_module("runbook.ops.container_health", {"containers": [name], "fail_on": "never",
+                                                           "docker_host": "unix:///nonexistent/rbops-docker.sock"})
+    assert not down.failed, down.result
+    engine = down.result["findings"][0]
+    assert engine["check"] == "docker engine" and engine["state"] == "critical", engine
+    assert engine["detail"] == ("cannot reach the Docker engine at unix:///nonexistent/rbops-docker.sock: "
+                                "no Docker socket there (is the engine running?)"), engine
+    assert "Traceback" not in down.output
+
+    for params, message in (({}, "give containers, compose_project or both"),
+                            ({"containers": [name], "compose_services": ["web"]}, "need compose_project"),
+                            ({"containers": [name], "start_grace": -1}, "start_grace must be 0 or more"),
+                            ({"containers": [name], "fail_on": "sometimes"}, "fail_on")):
+        bad = ansible_module("runbook.ops.container_health", params)
+        assert bad.failed and message in bad.result["msg"], (params, bad.result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 from collections import namedtuple
 
 import pytest
@@ -106,3 +107,119 @@ def test_invalid_policy():
         PathPolicy.from_dict({"warn_percent": 95, "crit_percent": 90})
     with pytest.raises(ProbeError, match="between 0 and 100"):
         PathPolicy.from_dict({"crit_percent": 120})
+
+
+NO_DISK_LEVELS = {"warn_percent": 100, "crit_percent": 100, "inode_warn_percent": 100, "inode_crit_percent": 100}
+
+
+def test_a_directory_vanishing_mid_walk_is_not_a_permission_finding(tmp_path, monkeypatch):
+    root = data_dir(tmp_path)
+    os.chmod(root / "app.db", 0o600)
+    os.chmod(root / "logs" / "jobs", 0o700)
+    real_walk = os.walk
+
+    def walk_while_a_job_cleans_up(top, **kwargs):
+        walker = real_walk(top, **kwargs)
+        first = next(walker, None)
+        assert first is not None
+        os.remove(root / "app.db")  # listed, then gone before its lstat
+        yield first
+        shutil.rmtree(root / "logs")  # listed, then gone before the walk enters it
+        yield from walker
+
+    monkeypatch.setattr(os, "walk", walk_while_a_job_cleans_up)
+    result = check_path(str(root), PathPolicy.from_dict(dict(NO_DISK_LEVELS, mode="0700", file_mode="0600",
+                                                             recurse=True)))
+    assert result["state"] == "ok", result
+    assert result["offenders"] == [] and result["reasons"] == []
+    assert result["vanished"] == 2
+    assert "wrong ownership or mode" not in result["detail"]
+    assert "2 entries vanished" in result["detail"]
+
+
+def test_the_checked_directory_vanishing_before_its_walk_is_critical(tmp_path, monkeypatch):
+    root = data_dir(tmp_path)
+    real_walk = os.walk
+
+    def walk_after_removal(top, **kwargs):
+        shutil.rmtree(root)
+        return real_walk(top, **kwargs)
+
+    monkeypatch.setattr(os, "walk", walk_after_removal)
+    result = check_path(str(root), PathPolicy.from_dict(dict(NO_DISK_LEVELS, mode="0777", recurse=True)))
+    assert result["state"] == "critical"
+    assert result["reasons"] == ["%s vanished while it was checked" % root]
+
+
+def test_a_symlinked_data_dir_is_followed_and_its_contents_checked(tmp_path):
+    root = data_dir(tmp_path)
+    link = tmp_path / "current"
+    link.symlink_to(root)
+    policy = PathPolicy.from_dict(dict(NO_DISK_LEVELS, type="directory", mode="0700", file_mode="0600",
+                                       recurse=True))
+    result = check_path(str(link), policy)
+    assert result["link"] is True and result["link_target"] == str(root)
+    assert result["resolved_path"] == str(root) and result["type"] == "directory"
+    assert result["files_checked"] == 5
+    assert [o["path"] for o in result["offenders"]] == [str(root / "app.db"), str(root / "logs" / "jobs")]
+    assert result["state"] == "critical" and not any("is a link" in r for r in result["reasons"])
+    assert result["notes"] == ["%s is a symbolic link to %s; checked %s" % (link, root, root)]
+
+    os.chmod(root / "app.db", 0o600)
+    os.chmod(root / "logs" / "jobs", 0o700)
+    clean = check_path(str(link), policy)
+    assert clean["state"] == "ok" and clean["reasons"] == [], clean
+    assert "link to %s" % root in clean["detail"]
+
+
+@pytest.mark.parametrize("fail_on_missing", [True, False])
+def test_dangling_and_looping_links_are_findings_not_exceptions(tmp_path, fail_on_missing):
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    loop_a, loop_b = tmp_path / "loop-a", tmp_path / "loop-b"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    policy = PathPolicy.from_dict(dict(NO_DISK_LEVELS, type="directory", mode="0700", recurse=True,
+                                       must_exist=fail_on_missing))
+    report = check_paths([str(dangling), str(loop_a), str(loop_a / "inside")], policy)
+    gone, loop, below_loop = report["paths"]
+    if fail_on_missing:
+        assert gone["state"] == "critical"
+        assert gone["reasons"] == ["%s is a symbolic link to %s, which does not exist (a dangling link)"
+                                   % (dangling, tmp_path / "gone")]
+    else:
+        assert gone["state"] == "ok" and gone["notes"] == ["%s is a dangling symbolic link to %s"
+                                                           % (dangling, tmp_path / "gone")]
+    assert gone["exists"] is False and gone["link"] is True
+    assert loop["state"] == "critical"
+    assert loop["reasons"] == ["%s is a symbolic link to %s that loops (too many levels of links)" % (loop_a, loop_b)]
+    assert below_loop["state"] == "critical"
+    assert below_loop["reasons"] == ["cannot reach %s: a symbolic link on its way loops" % (loop_a / "inside")]
+    assert "Errno" not in report["msg"]
+
+
+def test_an_unquoted_decimal_mode_is_read_as_octal_with_a_warning(tmp_path):
+    policy = PathPolicy.from_dict({"mode": 755, "file_mode": 420})
+    assert policy.mode == 0o755  # `mode: 755` in YAML
+    assert policy.file_mode == 0o644  # `file_mode: 0644` in YAML is the integer 420: taken as it is
+    assert policy.warnings == ["mode 755 is a decimal number (an unquoted YAML value); read it as the octal mode "
+                               "0755. Quote modes, for example mode: '0755'"]
+    root = data_dir(tmp_path)
+    os.chmod(root, 0o755)
+    result = check_path(str(root), PathPolicy.from_dict(dict(NO_DISK_LEVELS, mode=755)))
+    assert result["state"] == "ok" and result["offenders"] == [], result
+    assert _pathcheck.parse_mode(2770) == 0o2770
+    with pytest.raises(ProbeError, match="out of range"):
+        _pathcheck.parse_mode(7778 * 10)
+
+
+def test_disk_detail_says_each_fact_once_in_binary_units(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "statvfs", lambda path: StatVFS(1000, 500, 400, 1024, 10, 5, 5))
+    low = check_path(str(tmp_path), PathPolicy.from_dict({"min_free_bytes": 1024 * 1024, "warn_percent": 50,
+                                                          "inode_warn_percent": 100, "inode_crit_percent": 100}))
+    mount = low["filesystem"]["mount"]
+    assert low["detail"] == ("filesystem %s is 55.6%% full, at or over warning 50%%; "
+                             "filesystem %s has 400.0 KiB free, under the minimum 1.0 MiB" % (mount, mount))
+    assert "GiB" not in low["detail"] and low["detail"].count("KiB free") == 1
+    quiet = check_path(str(tmp_path), PathPolicy.from_dict(NO_DISK_LEVELS))
+    assert quiet["detail"] == "55.6%% used on %s, 400.0 KiB free" % mount
