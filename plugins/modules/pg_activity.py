@@ -25,9 +25,11 @@ description:
     tables.
   - The session this module opens is never counted, listed or rated. Password literals in query texts
     (C(PASSWORD '...'), C(password=...) in connection strings) are masked.
-  - To see the queries and states of other roles' sessions the login role needs C(pg_monitor) (or
-    C(pg_read_all_stats)), or to be a superuser; without it they are counted but their query reads
-    C(<insufficient privilege>).
+  - To see the type, state and query of other roles' sessions the login role needs C(pg_monitor) (or
+    C(pg_read_all_stats)), or to be a superuser. Without it those sessions are counted as client connections (when
+    they have a role), their query reads C(<insufficient privilege>), the long-query and idle-transaction findings
+    are at least a warning saying so (what the check cannot see it does not call ok), and remediation leaves them
+    alone.
   - When the server cannot be reached the result is a critical C(server) finding with the reason, so a report can
     still be written with O(fail_on=never).
   - "Remediation is opt-in (O(remediate)): V(cancel) sends C(pg_cancel_backend) to the sessions the C(target_*)
@@ -234,8 +236,6 @@ attributes:
   idempotent:
     support: partial
     description: Read-only unless O(remediate) is set; then a second run signals only sessions that match anew.
-requirements:
-  - psycopg2 (Python library) on the managed host
 seealso:
   - name: The Statistics Collector (pg_stat_activity)
     description: What the session states and backend types mean.
@@ -326,7 +326,9 @@ reachable:
   sample: true
 findings:
   description: One finding per check, in a fixed order (server, connections, long-running queries, idle in
-    transaction, blocked sessions, replication, replication slots, then table sizes and bloat unless turned off).
+    transaction, blocked sessions, replication, replication slots, then table sizes and bloat unless turned off,
+    and remediation when O(remediate) is set - critical when a signal was refused or did not take, warning when a
+    cancelled query still runs).
   returned: always
   type: list
   elements: dict
@@ -364,10 +366,10 @@ connections:
     - Client backends and all server processes besides this check, the connection settings, the slots usable by
       ordinary roles and the share in use.
     - C(by_state), C(by_database), C(by_user) and C(by_application) count client backends; C(by_backend_type) counts
-      every process.
+      every process. C(hidden) counts the rows the login may not see (V((hidden)) in the counts).
   returned: when reachable
   type: dict
-  sample: {client_backends: 11, total: 17, max_connections: 100, superuser_reserved_connections: 3,
+  sample: {client_backends: 11, total: 17, hidden: 0, max_connections: 100, superuser_reserved_connections: 3,
            reserved_connections: 0, usable: 97, used_percent: 11.3, by_state: {active: 2, idle: 9},
            by_database: {app: 11}, by_user: {app: 11}, by_application: {gunicorn: 10, worker: 1},
            by_backend_type: {client backend: 11, checkpointer: 1}}
