@@ -27,6 +27,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+from ansible_collections.runbook.ops.plugins.module_utils import _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ProbeError
 
 try:
@@ -42,10 +43,8 @@ try:
 except ImportError:
     HAS_CRYPTOGRAPHY = False
 
-STATES = ("ok", "warning", "critical")
-SEVERITIES = ("critical", "warning")
-COMPARISONS = ("==", "!=", ">", ">=", "<", "<=", "contains", "regex", "exists")
-FAIL_ON = ("critical", "warning", "never")
+SEVERITIES = _status.SEVERITIES
+COMPARISONS = _status.NUMERIC_OPERATORS + ("contains", "regex", "exists")
 
 # Built-in values for options neither the target nor the shared defaults set.
 BUILTIN_DEFAULTS = {
@@ -85,25 +84,6 @@ def _redact_tree(value, secrets):
     if isinstance(value, dict):
         return {redact(k, secrets): _redact_tree(v, secrets) for k, v in value.items()}
     return value
-
-
-def worst(states):
-    rank = {state: position for position, state in enumerate(STATES)}
-    return max(states, key=lambda state: rank[state], default="ok")
-
-
-def fails(state, fail_on):
-    """Whether an overall ``state`` fails the task under ``fail_on``."""
-    if fail_on == "never":
-        return False
-    if fail_on == "warning":
-        return state != "ok"
-    return state == "critical"
-
-
-def passes(state, fail_on):
-    """Whether a target is done in wait mode: it would not fail the task (never: not critical)."""
-    return not fails(state, "critical" if fail_on == "never" else fail_on)
 
 
 def show(value):
@@ -248,10 +228,10 @@ class ValueCheck:
         if op == "regex":
             text = actual if isinstance(actual, str) else json.dumps(actual)
             return self.regex.search(text) is not None
-        left, right = _as_number(actual), _as_number(self.value)
+        left = _as_number(actual)
         if left is None:
             return False
-        return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right}[op]
+        return _status.compare(left, op, _as_number(self.value))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -651,7 +631,7 @@ def evaluate(target, response):
     if response.error is None:
         found += _check_response(target, response, result)
     result["reasons"] = [reason for _severity, reason in found]
-    result["state"] = worst([severity for severity, _reason in found])
+    result["state"] = _status.worst(severity for severity, _reason in found)
     return result
 
 
@@ -737,8 +717,8 @@ class Prober:
         Returns a report dict: targets (results in input order), state, summary, attempts, elapsed_ms.
         In wait mode each result also has ``attempts``; targets that passed are not probed again.
         """
-        if fail_on not in FAIL_ON:
-            raise ProbeError("fail_on must be one of %s" % ", ".join(FAIL_ON))
+        if fail_on not in _status.FAIL_ON:
+            raise ProbeError("fail_on must be one of %s" % ", ".join(_status.FAIL_ON))
         started = self.clock()
         results = [None] * len(targets)
         tries = [0] * len(targets)
@@ -750,7 +730,7 @@ class Prober:
             for index, result in zip(pending, self.probe_all([targets[i] for i in pending])):
                 results[index] = result
                 tries[index] += 1
-            pending = [i for i in pending if not passes(results[i]["state"], fail_on)]
+            pending = [i for i in pending if not _status.passes(results[i]["state"], fail_on)]
             if not wait or not pending:
                 break
             remaining = float(wait_timeout) - (self.clock() - started)
@@ -765,22 +745,11 @@ class Prober:
 
 
 def report(results, attempts, elapsed_ms, fail_on="critical"):
-    state = worst([r["state"] for r in results])
-    summary = {"total": len(results)}
-    for name in STATES:
-        summary[name] = sum(1 for r in results if r["state"] == name)
-    return {"targets": results, "state": state, "summary": summary, "attempts": attempts,
-            "elapsed_ms": round(elapsed_ms), "msg": describe(results, state),
-            "failed": fails(state, fail_on)}
-
-
-def describe(results, state):
-    """One line for the person on call: counts, then what is wrong with whom."""
-    ok = sum(1 for r in results if r["state"] == "ok")
-    line = "%d of %d targets ok, overall %s" % (ok, len(results), state)
-    problems = ["%s %s: %s" % (r["name"], r["state"], "; ".join(r["reasons"]))
-                for r in results if r["state"] != "ok"]
-    return line + (" - " + " | ".join(problems) if problems else "")
+    """The task result: per-target results, the overall state, counts and one line for the person on call."""
+    overview = _status.overview(results, "targets")
+    return {"targets": results, "state": overview["state"], "summary": overview["summary"], "attempts": attempts,
+            "elapsed_ms": round(elapsed_ms), "msg": overview["msg"],
+            "failed": _status.fails(overview["state"], fail_on)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,14 +23,14 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.runbook.ops.plugins.module_utils import _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ProbeError
 
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary", "untyped",
                 # OpenMetrics types, tolerated so its output parses too.
                 "unknown", "info", "stateset", "gaugehistogram")
-COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
+COMPARISONS = (">", ">=", "<", "<=", "==", "!=")  # the order the metrics_probe docs list them in
 AGGREGATIONS = ("sum", "max", "min", "avg", "count")
-STATES = ("ok", "warning", "critical")
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_info", "_gcount", "_gsum")
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -429,28 +429,12 @@ class Condition:
             return self.low <= value <= self.high
         if self.kind == "outside":
             return value < self.low or value > self.high
-        return compare(value, self.op, self.threshold)
+        return _status.compare(value, self.op, self.threshold)
 
     def describe(self):
         if self.kind == "compare":
             return "%s %s" % (self.op, fmt(self.threshold))
         return "%s [%s, %s]" % (self.kind, fmt(self.low), fmt(self.high))
-
-
-def compare(left, op, right):
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    if op == "<":
-        return left < right
-    if op == "<=":
-        return left <= right
-    if op == "==":
-        return left == right
-    if op == "!=":
-        return left != right
-    raise ProbeError("unknown comparison %r; use one of %s" % (op, " ".join(COMPARISONS)))
 
 
 def fmt(value):
@@ -500,8 +484,8 @@ class MetricCheck:
         if how not in AGGREGATIONS:
             raise ProbeError("%s: unknown aggregate %r; use one of %s" % (where, how, ", ".join(AGGREGATIONS)))
         missing = spec.get("missing") or "critical"
-        if missing not in STATES:
-            raise ProbeError("%s: missing must be one of %s" % (where, ", ".join(STATES)))
+        if missing not in _status.STATES:
+            raise ProbeError("%s: missing must be one of %s" % (where, ", ".join(_status.STATES)))
         op = spec.get("op") or ">"
         if op not in COMPARISONS:
             raise ProbeError("%s: unknown comparison %r; use one of %s" % (where, op, " ".join(COMPARISONS)))
@@ -580,12 +564,6 @@ class MetricCheck:
         return result
 
 
-def worst(states):
-    """The most severe of ``states`` (ok < warning < critical)."""
-    rank = {state: position for position, state in enumerate(STATES)}
-    return max(states, key=lambda state: rank[state], default="ok")
-
-
 # ----------------------------------------------------------------------------------------------
 # Scrape one endpoint and run checks (metrics_probe)
 
@@ -636,18 +614,14 @@ def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetc
         report["checks"] = [check.evaluate(exposition) for check in checks]
         for name in return_samples or ():
             report["samples"][name] = [s.as_dict() for s in exposition.samples if s.name == name]
-    states = [endpoint_state] + [c["state"] for c in report["checks"]]
-    report["state"] = worst(states)
-    report["summary"] = {"total": len(report["checks"])}
-    for name in STATES:
-        report["summary"][name] = sum(1 for c in report["checks"] if c["state"] == name)
-    problems = ["%s %s: %s" % (c["name"], c["state"], "; ".join(c["reasons"]))
-                for c in report["checks"] if c["state"] != "ok"]
-    line = "%d of %d checks ok, overall %s" % (report["summary"]["ok"], len(checks), report["state"])
+    overview = _status.overview(report["checks"], "checks")
+    report["state"] = _status.worst([endpoint_state, overview["state"]])
+    report["summary"] = overview["summary"]
+    # The overall state counts the endpoint too; the problems are the checks', or the endpoint's when it is down.
+    _counts, _sep, problems = overview["msg"].partition(" - ")
     if endpoint_state == "critical":
-        line += " - endpoint %s: %s" % (report["url"], "; ".join(report["reasons"]))
-    elif problems:
-        line += " - " + " | ".join(problems)
-    report["msg"] = line
-    report["failed"] = _probe.fails(report["state"], fail_on)
+        problems = "endpoint %s: %s" % (report["url"], "; ".join(report["reasons"]))
+    report["msg"] = "%d of %d checks ok, overall %s" % (overview["summary"]["ok"], len(checks), report["state"])
+    report["msg"] += (" - " + problems) if problems else ""
+    report["failed"] = _status.fails(report["state"], fail_on)
     return report

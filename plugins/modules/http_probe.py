@@ -407,7 +407,7 @@ targets:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils import _probe
+from ansible_collections.runbook.ops.plugins.module_utils import _probe, _status
 
 
 def argument_spec():
@@ -423,7 +423,7 @@ def argument_spec():
         wait_timeout={"type": "float", "default": 60},
         wait_delay={"type": "float", "default": 1},
         wait_max_delay={"type": "float", "default": 10},
-        fail_on={"type": "str", "choices": list(_probe.FAIL_ON), "default": "critical"},
+        fail_on=dict(_status.FAIL_ON_ARGSPEC),
     )
     return spec
 

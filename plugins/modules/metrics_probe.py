@@ -268,7 +268,7 @@ samples:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils import _probe, _prometheus
+from ansible_collections.runbook.ops.plugins.module_utils import _probe, _prometheus, _status
 
 _SELECTION = {"type": "dict", "required": True,
               "options": {"metric": {"type": "str", "required": True}, "labels": {"type": "dict"}}}
@@ -288,10 +288,10 @@ def argument_spec():
             "warn": {"type": "raw"},
             "crit": {"type": "raw"},
             "expect": {"type": "raw"},
-            "missing": {"type": "str", "choices": list(_prometheus.STATES), "default": "critical"},
+            "missing": {"type": "str", "choices": list(_status.STATES), "default": "critical"},
         }},
         return_samples={"type": "list", "elements": "str", "default": []},
-        fail_on={"type": "str", "choices": list(_probe.FAIL_ON), "default": "critical"},
+        fail_on=dict(_status.FAIL_ON_ARGSPEC),
     )
     return spec
 

@@ -200,4 +200,5 @@ def test_wait_mode_gives_up_at_the_deadline(monkeypatch):
     ("critical", "critical", True), ("warning", "critical", False), ("warning", "warning", True),
     ("ok", "warning", False), ("critical", "never", False)])
 def test_fail_on(state, fail_on, failed):
-    assert _probe.fails(state, fail_on) is failed
+    result = {"name": "api", "state": state, "reasons": [] if state == "ok" else ["status 500 not in [200]"]}
+    assert _probe.report([result], 1, 0.0, fail_on)["failed"] is failed
