@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.runbook.ops.plugins.module_utils import _status
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ProbeError
 
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary", "untyped",
@@ -572,17 +572,14 @@ MAX_SCRAPE_BYTES = 32 * 1024 * 1024
 
 
 def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetch=None):
-    """Fetch ``target`` (a _probe.ProbeTarget) once, parse it and evaluate ``checks`` (MetricCheck list).
+    """Fetch ``target`` (a _probe_target.ProbeTarget) once, parse it and evaluate ``checks`` (MetricCheck list).
 
     Returns a report dict (url, status, latency_ms, cert, state, reasons, checks, samples,
     parse_errors, series, summary, msg, failed).
     """
-    # Imported here so the parser above stays usable without the HTTP side.
-    from ansible_collections.runbook.ops.plugins.module_utils import _probe
-
     if not any(name.lower() == "accept" for name in target.headers):
         target.headers["Accept"] = ACCEPT
-    response = (fetch or _probe.fetch)(target, max_body_bytes=MAX_SCRAPE_BYTES)
+    response = (fetch or _http.fetch)(target, max_body_bytes=MAX_SCRAPE_BYTES)
     endpoint = _probe.evaluate(target, response)
     report = {"url": endpoint["url"], "status": endpoint["status"], "latency_ms": endpoint["latency_ms"],
               "cert": endpoint["cert"], "reasons": list(endpoint["reasons"]), "checks": [], "samples": {},

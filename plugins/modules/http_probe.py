@@ -407,11 +407,11 @@ targets:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils import _probe, _status
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe, _probe_target, _status
 
 
 def argument_spec():
-    per_target = dict(_probe.CONNECTION_ARGSPEC, **_probe.CHECK_ARGSPEC)
+    per_target = dict(_probe_target.CONNECTION_ARGSPEC, **_probe_target.CHECK_ARGSPEC)
     spec = dict(per_target)
     spec.update(
         targets={"type": "list", "elements": "dict",
@@ -432,14 +432,14 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_one_of=[("targets", "url")], mutually_exclusive=[("targets", "url")])
     params = module.params
-    shared = {key: params[key] for key in list(_probe.CONNECTION_ARGSPEC) + list(_probe.CHECK_ARGSPEC)}
+    shared = {key: params[key] for key in list(_probe_target.CONNECTION_ARGSPEC) + list(_probe_target.CHECK_ARGSPEC)}
     raw_targets = params["targets"] or [{"name": params["name"], "url": params["url"]}]
-    if not _probe.HAS_JMESPATH and (shared["json"] or any(t.get("json") for t in raw_targets)):
+    if not _probe_target.HAS_JMESPATH and (shared["json"] or any(t.get("json") for t in raw_targets)):
         module.fail_json(msg=missing_required_lib("jmespath"))
     try:
-        targets = [_probe.ProbeTarget.from_dict(t, shared, i) for i, t in enumerate(raw_targets)]
+        targets = [_probe_target.ProbeTarget.from_dict(t, shared, i) for i, t in enumerate(raw_targets)]
         for target in targets:
-            if target.scheme == "https" and not _probe.HAS_CRYPTOGRAPHY:
+            if target.scheme == "https" and not _http.HAS_CRYPTOGRAPHY:
                 module.warn("%s: the Python library cryptography is missing; certificate expiry is not checked"
                             % target.name)
         report = _probe.Prober(params["concurrency"]).run(

@@ -268,14 +268,14 @@ samples:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils import _probe, _prometheus, _status
+from ansible_collections.runbook.ops.plugins.module_utils import _probe_target, _prometheus, _status
 
 _SELECTION = {"type": "dict", "required": True,
               "options": {"metric": {"type": "str", "required": True}, "labels": {"type": "dict"}}}
 
 
 def argument_spec():
-    spec = dict(_probe.CONNECTION_ARGSPEC)
+    spec = dict(_probe_target.CONNECTION_ARGSPEC)
     spec.update(
         url={"type": "str", "required": True},
         checks={"type": "list", "elements": "dict", "default": [], "options": {
@@ -299,10 +299,10 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    target_spec = {key: params[key] for key in _probe.CONNECTION_ARGSPEC}
+    target_spec = {key: params[key] for key in _probe_target.CONNECTION_ARGSPEC}
     target_spec["url"] = params["url"]
     try:
-        target = _probe.ProbeTarget.from_dict(target_spec)
+        target = _probe_target.ProbeTarget.from_dict(target_spec)
         checks = [_prometheus.MetricCheck.from_dict(c, i) for i, c in enumerate(params["checks"])]
         report = _prometheus.scrape_and_check(target, checks, params["return_samples"], params["fail_on"])
     except RunbookError as exc:

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Target validation, check evaluation and the wait loop of _probe, without a network."""
+"""Target validation (_probe_target), check evaluation and the wait loop (_probe), without a network."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import json
 
 import pytest
 
-from ansible_collections.runbook.ops.plugins.module_utils import _probe
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ProbeError
-from ansible_collections.runbook.ops.plugins.module_utils._probe import ProbeTarget, Response, evaluate
+from ansible_collections.runbook.ops.plugins.module_utils._http import Response
+from ansible_collections.runbook.ops.plugins.module_utils._probe import evaluate
+from ansible_collections.runbook.ops.plugins.module_utils._probe_target import ProbeTarget
 
 
 def target(**spec):
@@ -143,7 +145,7 @@ def test_transport_error_and_body_return():
 
 def test_certificate_expiry_levels():
     def with_days(days):
-        cert = _probe.Certificate("2030-01-01T00:00:00Z", days, "CN=x", "CN=x", ["x"])
+        cert = _http.Certificate("2030-01-01T00:00:00Z", days, "CN=x", "CN=x", ["x"])
         return evaluate(target(url="https://x.test/"), Response(status=200, body=b"", latency_ms=1.0, cert=cert))
     assert with_days(90)["state"] == "ok"
     assert with_days(10)["reasons"] == ["certificate expires in 10 days, under warning 30 days (2030-01-01T00:00:00Z)"]
@@ -152,7 +154,7 @@ def test_certificate_expiry_levels():
 
 
 def test_redact():
-    assert _probe.redact("a tok b Bearer tok", ["tok", "Bearer tok"]) == "a ******** b ********"
+    assert _http.redact("a tok b Bearer tok", ["tok", "Bearer tok"]) == "a ******** b ********"
 
 
 class FakeClock:
