@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -43,15 +44,26 @@ def redact(text, secrets):
 
 @dataclass
 class Certificate:
+    """What a probe reports about a server certificate.
+
+    ``days_left`` counts whole days, never rounded up: 6 days 23 hours left is 6; after expiry it is
+    minus the whole days since (expired 2 days 5 hours ago is -2, 3 hours ago is 0 with ``expired``).
+    """
+
     not_after: str
     days_left: int
     subject: str
     issuer: str
     dns_names: list
+    expired: bool | None = None  # None: derived from days_left
+
+    def __post_init__(self):
+        if self.expired is None:
+            self.expired = self.days_left < 0
 
     def as_dict(self):
-        return {"not_after": self.not_after, "days_left": self.days_left, "subject": self.subject,
-                "issuer": self.issuer, "dns_names": self.dns_names}
+        return {"not_after": self.not_after, "days_left": self.days_left, "expired": self.expired,
+                "subject": self.subject, "issuer": self.issuer, "dns_names": self.dns_names}
 
 
 def parse_certificate(der, now=None):
@@ -66,14 +78,16 @@ def parse_certificate(der, now=None):
     if not_after is None:  # cryptography < 42
         not_after = cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    days_left = math.floor((not_after - now).total_seconds() / 86400)
+    seconds_left = (not_after - now).total_seconds()
+    expired = seconds_left < 0  # notAfter itself is still inside the validity period (RFC 5280)
+    days_left = -math.floor(-seconds_left / 86400) if expired else math.floor(seconds_left / 86400)
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns_names = names.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
         dns_names = []
     return Certificate(not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), days_left, cert.subject.rfc4514_string(),
-                       cert.issuer.rfc4514_string(), list(dns_names))
+                       cert.issuer.rfc4514_string(), list(dns_names), expired)
 
 
 @dataclass
@@ -104,16 +118,91 @@ class Response:
             return self.body.decode("utf-8", errors="replace")
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """Connects to the URL's address but presents ``server_hostname`` (SNI, hostname check)."""
+class Deadline:
+    """The end of one request: when it comes, the request's socket is shut down, whatever it is doing.
 
-    def __init__(self, address, port, server_hostname, context, timeout):
+    A socket timeout only bounds each read; a server that sends one header line per second would hold
+    the probe for as long as it likes.  A timer shuts the connection down at the deadline instead, which
+    makes the blocked read return at once; ``expired`` then says why.  Use it as a context manager and
+    ``watch()`` the socket as soon as it exists, and ``finish()`` before closing it.
+    """
+
+    def __init__(self, seconds):
+        self.expired = False
+        self._lock = threading.Lock()
+        self._fd = None
+        self._done = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.finish()
+
+    def finish(self):
+        """Stop watching; call it before the socket is closed, so the timer never touches a
+        descriptor that may already belong to another connection."""
+        with self._lock:
+            self._done = True
+            self._timer.cancel()
+
+    def watch(self, sock):
+        with self._lock:
+            self._fd = sock.fileno()
+            if self.expired:
+                self._shutdown()
+
+    def _expire(self):
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            if self._fd is not None:
+                self._shutdown()
+
+    def _shutdown(self):
+        # shutdown() acts on the connection, so a duplicate descriptor reaches it in every phase,
+        # plain or TLS (an SSL socket keeps the descriptor of the socket it wraps).
+        try:
+            duplicate = socket.fromfd(self._fd, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            return
+        try:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            duplicate.close()
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection whose socket is watched by a Deadline."""
+
+    def __init__(self, address, port, timeout, deadline):
+        super().__init__(address, port, timeout=timeout)
+        self.deadline = deadline
+
+    def connect(self):
+        super().connect()
+        self.deadline.watch(self.sock)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to the URL's address but presents ``server_hostname`` (SNI, hostname check);
+    its socket is watched by a Deadline from before the TLS handshake."""
+
+    def __init__(self, address, port, server_hostname, context, timeout, deadline):
         super().__init__(address, port, timeout=timeout, context=context)
         self.server_hostname = server_hostname
         self.peer_cert_der = None
+        self.deadline = deadline
 
     def connect(self):
         http.client.HTTPConnection.connect(self)
+        self.deadline.watch(self.sock)
         self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_hostname)
         self.peer_cert_der = self.sock.getpeercert(binary_form=True)
 
@@ -168,17 +257,26 @@ def _seconds(value):
 
 
 def fetch(target, max_body_bytes=1024 * 1024):
-    """Make one request for ``target``; never raises for network trouble (see ``Response.error``)."""
+    """Make one request for ``target``; never raises for network trouble (see ``Response.error``).
+
+    ``target.timeout`` is a deadline for the whole exchange: connect, TLS, request, headers and body.
+    """
     started = time.monotonic()
     response = Response()
+    with Deadline(target.timeout) as deadline:
+        _exchange(target, response, deadline, max_body_bytes, started)
+    return response
+
+
+def _exchange(target, response, deadline, max_body_bytes, started):
     connection = None
     try:
         if target.scheme == "https":
             context = _tls_context(target.validate_certs, target.ca_path)
             connection = _PinnedHTTPSConnection(target.address, target.port, _server_name(target), context,
-                                                target.timeout)
+                                                target.timeout, deadline)
         else:
-            connection = http.client.HTTPConnection(target.address, target.port, timeout=target.timeout)
+            connection = _HTTPConnection(target.address, target.port, target.timeout, deadline)
         headers = dict(target.headers)
         if target.host:
             headers["Host"] = target.host
@@ -191,7 +289,7 @@ def fetch(target, max_body_bytes=1024 * 1024):
         response.headers = reply.getheaders()
         chunks, size = [], 0
         while True:
-            if time.monotonic() - started > target.timeout:
+            if deadline.expired or time.monotonic() - started > target.timeout:
                 raise TimeoutError()
             chunk = reply.read1(65536) if target.method != "HEAD" else b""
             if not chunk:
@@ -201,17 +299,21 @@ def fetch(target, max_body_bytes=1024 * 1024):
             if size > max_body_bytes:
                 response.truncated = True
                 break
+        if deadline.expired:  # the shutdown may read as the end of the body
+            raise TimeoutError()
         response.body = b"".join(chunks)[:max_body_bytes]
         response.latency_ms = round((time.monotonic() - started) * 1000, 1)
     except Exception as exc:  # pylint: disable=broad-except  # every failure becomes a reason
         response.status = None
+        if deadline.expired:  # whatever the shutdown at the deadline made the library raise
+            exc = TimeoutError()
         response.error = redact(_describe_error(exc, target), target.secrets)
         if isinstance(exc, ssl.SSLCertVerificationError):
             response.cert = _unverified_certificate(target)
     finally:
+        deadline.finish()
         if connection is not None:
             connection.close()
-    return response
 
 
 def _unverified_certificate(target):
@@ -219,7 +321,10 @@ def _unverified_certificate(target):
     try:
         context = _tls_context(False, None)
         with socket.create_connection((target.address, target.port), timeout=target.timeout) as sock:
-            with context.wrap_socket(sock, server_hostname=_server_name(target)) as tls:
+            with Deadline(target.timeout) as deadline:
+                deadline.watch(sock)
+                tls = context.wrap_socket(sock, server_hostname=_server_name(target))
+            with tls:
                 return parse_certificate(tls.getpeercert(binary_form=True))
     except (OSError, ValueError):
         return None

@@ -19,7 +19,7 @@ import time
 from ansible_collections.runbook.ops.plugins.module_utils import _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ProbeError
 from ansible_collections.runbook.ops.plugins.module_utils._http import fetch, redact
-from ansible_collections.runbook.ops.plugins.module_utils._probe_target import MISSING, show
+from ansible_collections.runbook.ops.plugins.module_utils._probe_target import MISSING, positive_number, show
 
 # Response headers whose values are never echoed in reasons.
 SENSITIVE_HEADER_RE = re.compile(r"cookie|auth|token|secret|key|session|password", re.I)
@@ -49,8 +49,8 @@ def evaluate(target, response):
         found.append(("critical", response.error))
     if response.cert is not None:
         days = response.cert.days_left
-        if days < 0:
-            found.append(("critical", "certificate expired %d days ago (%s)" % (-days, response.cert.not_after)))
+        if response.cert.expired:
+            found.append(("critical", "certificate expired %s ago (%s)" % (_days(-days), response.cert.not_after)))
         elif days < target.crit_days:
             found.append(("critical", "certificate expires in %d days, under critical %d days (%s)"
                           % (days, target.crit_days, response.cert.not_after)))
@@ -62,6 +62,10 @@ def evaluate(target, response):
     result["reasons"] = [reason for _severity, reason in found]
     result["state"] = _status.worst(severity for severity, _reason in found)
     return result
+
+
+def _days(count):
+    return "less than a day" if count == 0 else "1 day" if count == 1 else "%d days" % count
 
 
 def _check_response(target, response, result):
@@ -143,6 +147,10 @@ class Prober:
         """
         if fail_on not in _status.FAIL_ON:
             raise ProbeError("fail_on must be one of %s" % ", ".join(_status.FAIL_ON))
+        wait_timeout, wait_delay, wait_max_delay = (
+            positive_number(value, name, zero_allowed=True)
+            for name, value in (("wait_timeout", wait_timeout), ("wait_delay", wait_delay),
+                                ("wait_max_delay", wait_max_delay)))
         started = self.clock()
         results = [None] * len(targets)
         tries = [0] * len(targets)

@@ -403,7 +403,7 @@ def positive_number(value, what, zero_allowed=False):
     except (TypeError, ValueError):
         raise ProbeError("%s must be a number, got %r" % (what, value)) from None
     if not math.isfinite(number) or number < 0 or (number == 0 and not zero_allowed):
-        raise ProbeError("%s must be positive, got %s" % (what, show(value)))
+        raise ProbeError("%s must be %s, got %s" % (what, "0 or more" if zero_allowed else "positive", show(value)))
     return number
 
 

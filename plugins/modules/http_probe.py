@@ -247,12 +247,12 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to keep trying in wait mode. A probe that starts before the deadline runs to its own O(timeout),
-        so the task may take up to one O(timeout) longer.
+      - Seconds to keep trying in wait mode (0 or more). A probe that starts before the deadline runs to its own
+        O(timeout), so the task may take up to one O(timeout) longer.
     type: float
     default: 60
   wait_delay:
-    description: Seconds between the first and second attempt in wait mode; the delay doubles after each attempt.
+    description: Seconds (0 or more) between the first and second attempt in wait mode; the delay doubles after each attempt.
     type: float
     default: 1
   wait_max_delay:
@@ -378,9 +378,12 @@ targets:
       elements: str
       sample: ["status 500 not in [200]", "latency 734 ms over warning 500 ms"]
     cert:
-      description: The server certificate, for C(https) targets (read even when it failed verification).
+      description:
+        - The server certificate, for C(https) targets (read even when it failed verification).
+        - C(days_left) counts whole days left, never rounded up; after expiry, C(expired) is true and C(days_left)
+          is minus the whole days since.
       type: dict
-      sample: {not_after: "2026-12-03T09:00:00Z", days_left: 9, subject: CN=app.internal,
+      sample: {not_after: "2026-12-03T09:00:00Z", days_left: 9, expired: false, subject: CN=app.internal,
                issuer: CN=app.internal, dns_names: [app.internal]}
     attempts:
       description: How many times this target was probed.

@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
+import pytest
 from conftest import API_TOKEN, BEARER_TOKEN, METRICS_SECRET
 
 MODULE = "runbook.ops.http_probe"
@@ -177,9 +181,62 @@ def test_bad_input_fails_cleanly(ansible_module, server):
         ({"url": server.url("/readyz"), "json": [{"path": "a"}]}, "needs equals, or op and value"),
         ({"url": server.url("/readyz"), "ca_path": "/nonexistent/ca.pem"}, "ca_path '/nonexistent/ca.pem' does not exist"),
         ({"url": server.url("/"), "targets": [{"url": server.url("/")}]}, "mutually exclusive"),
+        ({"url": server.url("/"), "wait": True, "wait_timeout": -1}, "wait_timeout must be 0 or more, got -1"),
+        ({"url": server.url("/"), "wait": True, "wait_delay": -0.5}, "wait_delay must be 0 or more, got -0.5"),
+        ({"url": server.url("/"), "wait": True, "wait_max_delay": -3}, "wait_max_delay must be 0 or more, got -3"),
+        ({"url": server.url("/"), "timeout": -1}, "timeout must be positive, got -1"),
+        ({"url": server.url("/"), "timeout": 0}, "timeout must be positive, got 0"),
+        ({"url": server.url("/"), "concurrency": 0}, "concurrency must be at least 1"),
     ]
     for params, message in cases:
         run = ansible_module(MODULE, params)
         assert run.failed, params
         assert message in run.result["msg"], (message, run.result["msg"])
         assert "Traceback" not in run.output
+
+
+@pytest.fixture()
+def trickle_url():
+    """A server that sends the status line, then one header line per second for 40 seconds."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn):
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                for line in range(40):
+                    if stop.wait(1):
+                        return
+                    conn.sendall(b"X-Trickle-%d: %d\r\n" % (line, line))
+            except OSError:  # the probe gave up and closed the connection
+                return
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield "http://127.0.0.1:%d/healthz" % listener.getsockname()[1]
+    stop.set()
+    listener.close()
+
+
+def test_timeout_holds_while_headers_trickle_in(ansible_module, trickle_url):
+    """The timeout is a deadline for the whole request, not for each read of the socket."""
+    run = ansible_module(MODULE, {"url": trickle_url, "name": "trickle", "timeout": 2,
+                                  "wait": True, "wait_timeout": 5, "wait_delay": 1})
+    assert run.failed
+    target = run.result["targets"][0]
+    assert target["reasons"] == ["timed out after 2.0s"] and target["status"] is None
+    # wait_timeout 5 plus at most one more timeout of 2 for a probe started before the deadline
+    assert 5000 <= run.result["elapsed_ms"] < 8500, run.result["elapsed_ms"]
+    assert target["attempts"] >= 2
