@@ -19,6 +19,7 @@ check is in that state when the value *satisfies* the condition (``op: ">"``, ``
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -69,6 +70,10 @@ class Exposition:
 
     def family_of(self, sample_name):
         """The family a sample belongs to (``x_bucket`` -> histogram ``x``), or an untyped one."""
+        return self.declared_family(sample_name) or MetricFamily(sample_name)
+
+    def declared_family(self, sample_name):
+        """The family that a ``# TYPE`` or ``# HELP`` line declares for a sample name, or None."""
         if sample_name in self.families:
             return self.families[sample_name]
         for suffix in _SUFFIXES:
@@ -76,10 +81,17 @@ class Exposition:
                 base = self.families.get(sample_name[:-len(suffix)])
                 if base is not None:
                     return base
-        return MetricFamily(sample_name)
+        return None
 
     def select(self, selector):
         return [sample for sample in self.samples if selector.matches(sample)]
+
+    def series_of(self, name):
+        return [sample for sample in self.samples if sample.name == name]
+
+    def exposes(self, name):
+        """Whether the scrape has this metric: series of it, or a declaration (a metric without series yet)."""
+        return self.declared_family(name) is not None or any(sample.name == name for sample in self.samples)
 
 
 class _ParseError(Exception):
@@ -351,6 +363,24 @@ class Selector:
     def matches(self, sample):
         return sample.name == self.metric and all(m.matches(sample.labels) for m in self.matchers)
 
+    def mistake(self, exposition):
+        """Why this selector cannot match anything in ``exposition`` - the metric is not there, or a matcher
+        asks for a label that none of its series has - or None when matching nothing may be true data."""
+        if not exposition.exposes(self.metric):
+            names = sorted({sample.name for sample in exposition.samples} | set(exposition.families))
+            close = difflib.get_close_matches(self.metric, names, n=1, cutoff=0.85)
+            hint = " (did you mean %s?)" % close[0] if close else ""
+            return "the scrape has no metric %s%s" % (self.metric, hint)
+        series = exposition.series_of(self.metric)
+        if not series:
+            return None  # declared without series: nothing counted yet
+        present = sorted(set().union(*(sample.labels for sample in series)))
+        absent = [m.label for m in self.matchers if m.label not in present and not m.matches({})]
+        if not absent:
+            return None
+        return "no %s series has the label %s (its labels: %s)" % (
+            self.metric, ", ".join(absent), ", ".join(present) or "none")
+
     def describe(self):
         if not self.matchers:
             return self.metric
@@ -522,6 +552,9 @@ class MetricCheck:
         if self.selector is not None:
             values = [s.value for s in exposition.select(self.selector)]
             result["series"] = len(values)
+            mistake = None if values else self.selector.mistake(exposition)
+            if mistake:
+                return self._unknown(result, ["%s matched no series; %s" % (self.describe(), mistake)])
             value = aggregate(values, self.aggregate)
             if value is None:
                 return self._no_value(result, "no series matched %s" % self.describe())
@@ -530,6 +563,13 @@ class MetricCheck:
             numerators = [s.value for s in exposition.select(self.numerator)]
             denominators = [s.value for s in exposition.select(self.denominator)]
             result["series"] = len(numerators) + len(denominators)
+            mistakes = ["%s %s matched no series; %s" % (part, selector.describe(), selector.mistake(exposition))
+                        for part, selector, matched in (("numerator", self.numerator, numerators),
+                                                        ("denominator", self.denominator, denominators))
+                        if not matched and selector.mistake(exposition)]
+            if mistakes:
+                result["numerator"] = result["denominator"] = None
+                return self._unknown(result, mistakes)
             # A counter with no series yet (no 5xx so far) counts as 0 in the numerator.
             top = aggregate(numerators, self.aggregate) if numerators else 0.0
             bottom = aggregate(denominators, self.aggregate)
@@ -555,6 +595,14 @@ class MetricCheck:
         elif self.warn is not None and self.warn.holds(value):
             result.update(state="warning", breached="warning")
             result["reasons"].append("%s = %s (%s) is %s (warning)" % (label, fmt(value), detail, self.warn.describe()))
+        return result
+
+    def _unknown(self, result, reasons):
+        """A selector that cannot match this scrape is a mistake to fix, never ok: the state of
+        ``missing``, or warning when that is ok."""
+        state = "warning" if self.missing == "ok" else self.missing
+        result.update(state=state, breached=state)
+        result["reasons"] += ["unknown: %s (%s)" % (reason, state) for reason in reasons]
         return result
 
     def _no_value(self, result, reason):

@@ -54,7 +54,8 @@ options:
       ratio:
         description:
           - Divide two selections, each aggregated with O(checks[].aggregate). A numerator that matches no series
-            counts as 0 (a counter that has not been incremented yet).
+            counts as 0 (a counter that has not been incremented yet), unless the selection is a mistake (see
+            O(checks[].missing)).
           - A denominator that matches nothing or sums to 0 leaves the ratio undefined (null); the check then
             takes the state O(checks[].missing).
         type: dict
@@ -108,6 +109,11 @@ options:
         description:
           - The state when there is no value to compare - no series matched, an undefined ratio, or NaN
             (a summary without observations). Use V(ok) for error rates of services that may have had no traffic.
+          - "A selection that matches nothing because it cannot match this scrape is unknown, never V(ok): the metric
+            is not in the scrape at all (a misspelt name; a close name is suggested), or a label matcher names a label
+            that none of the metric's series carry (V(code) where the service says V(status); the reason lists the
+            labels it has). Such a check takes this state, or V(warning) when this is V(ok), and its reason starts
+            with C(unknown:). A metric declared by C(# TYPE) without series yet is no mistake."
         type: str
         choices: [ok, warning, critical]
         default: critical
@@ -257,7 +263,9 @@ checks:
       description: Why the check is not ok.
       type: list
       elements: str
-      sample: ["app_queue_length = 150 (sum of 2 series) is > 100 (warning)"]
+      sample: ["app_queue_length = 150 (sum of 2 series) is > 100 (warning)",
+               "unknown: numerator http_requests_total{code=~\"5..\"} matched no series; no http_requests_total series
+                has the label code (its labels: method, path, status) (warning)"]
 samples:
   description: For each name in O(return_samples), its series (name, labels, value, timestamp).
   returned: always
