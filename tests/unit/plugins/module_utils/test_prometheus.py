@@ -27,6 +27,18 @@ def one(exposition, name, **labels):
     return found[0]
 
 
+# The family types a sample name's suffix may belong to (the rest belong to any type).
+SUFFIX_TYPES = {"_bucket": {"histogram", "gaugehistogram"}, "_count": {"histogram", "summary", "counter", "gauge"},
+                "_sum": {"histogram", "summary", "counter", "gauge"}}
+
+
+def written_value(line):
+    """The value token of a sample line, read independently of the parser, as Python reads numbers."""
+    line = line.split(" # ", 1)[0]  # an OpenMetrics exemplar
+    rest = line.rsplit("}", 1)[1] if "{" in line else line.split(None, 1)[1]
+    return float(rest.split()[0])
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.txt")))
 def test_every_fixture_parses_without_errors(name):
     text = fixture(name)
@@ -34,8 +46,18 @@ def test_every_fixture_parses_without_errors(name):
     assert exposition.errors == []
     sample_lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert len(exposition.samples) == len(sample_lines)
-    for sample in exposition.samples:
-        assert exposition.family_of(sample.name).type != "" and isinstance(sample.value, float)
+    declared = {line.split()[2]: line.split()[3] for line in text.splitlines() if line.startswith("# TYPE ")}
+    for sample, line in zip(exposition.samples, sample_lines):
+        # every sample of these real exporters belongs to the family a # TYPE line declares, with a type that fits
+        family = exposition.declared_family(sample.name)
+        assert family is not None and family.type == declared[family.name], (name, sample.name)
+        suffix = next((s for s in SUFFIX_TYPES if sample.name.endswith(s) and sample.name != family.name), None)
+        assert suffix is None or family.type in SUFFIX_TYPES[suffix], (sample.name, family.type)
+        if "quantile" in sample.labels:
+            assert family.type == "summary", sample.name
+        # and carries the value written on its line
+        expected = written_value(line)
+        assert sample.value == expected or (math.isnan(sample.value) and math.isnan(expected)), line
 
 
 def test_prometheus_server_values_and_families():
