@@ -261,7 +261,7 @@ options:
     default: 10
 requirements:
   - jmespath (for O(json) checks)
-  - cryptography (to read C(https) certificates)
+  - cryptography (to read C(https) certificates; without it an C(https) target fails before any probing)
 seealso:
   - module: runbook.ops.metrics_probe
 '''
@@ -438,13 +438,12 @@ def main():
     shared = {key: params[key] for key in list(_probe_target.CONNECTION_ARGSPEC) + list(_probe_target.CHECK_ARGSPEC)}
     raw_targets = params["targets"] or [{"name": params["name"], "url": params["url"]}]
     if not _probe_target.HAS_JMESPATH and (shared["json"] or any(t.get("json") for t in raw_targets)):
-        module.fail_json(msg=missing_required_lib("jmespath"))
+        module.fail_json(msg=missing_required_lib("jmespath", reason="for json checks"))
     try:
         targets = [_probe_target.ProbeTarget.from_dict(t, shared, i) for i, t in enumerate(raw_targets)]
-        for target in targets:
-            if target.scheme == "https" and not _http.HAS_CRYPTOGRAPHY:
-                module.warn("%s: the Python library cryptography is missing; certificate expiry is not checked"
-                            % target.name)
+        if not _http.HAS_CRYPTOGRAPHY and any(target.scheme == "https" for target in targets):
+            # Without it no certificate expiry is checked: an https target would read ok regardless.
+            module.fail_json(msg=missing_required_lib("cryptography", reason="to read the certificates of https targets"))
         report = _probe.Prober(params["concurrency"]).run(
             targets, wait=params["wait"], wait_timeout=params["wait_timeout"], wait_delay=params["wait_delay"],
             wait_max_delay=params["wait_max_delay"], fail_on=params["fail_on"])

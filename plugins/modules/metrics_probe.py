@@ -123,7 +123,7 @@ options:
     elements: str
     default: []
 requirements:
-  - cryptography (to read C(https) certificates)
+  - cryptography (to read C(https) certificates; without it an C(https) target fails before any probing)
 seealso:
   - module: runbook.ops.http_probe
 '''
@@ -273,10 +273,10 @@ samples:
   sample: {node_load1: [{name: node_load1, labels: {}, value: 0.42, timestamp: null}]}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils import _probe_target, _prometheus, _status
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe_target, _prometheus, _status
 
 _SELECTION = {"type": "dict", "required": True,
               "options": {"metric": {"type": "str", "required": True}, "labels": {"type": "dict"}}}
@@ -311,6 +311,8 @@ def main():
     target_spec["url"] = params["url"]
     try:
         target = _probe_target.ProbeTarget.from_dict(target_spec)
+        if not _http.HAS_CRYPTOGRAPHY and target.scheme == "https":
+            module.fail_json(msg=missing_required_lib("cryptography", reason="to read the certificate of an https url"))
         checks = [_prometheus.MetricCheck.from_dict(c, i) for i, c in enumerate(params["checks"])]
         report = _prometheus.scrape_and_check(target, checks, params["return_samples"], params["fail_on"])
     except RunbookError as exc:

@@ -240,3 +240,33 @@ def test_timeout_holds_while_headers_trickle_in(ansible_module, trickle_url):
     # wait_timeout 5 plus at most one more timeout of 2 for a probe started before the deadline
     assert 5000 <= run.result["elapsed_ms"] < 8500, run.result["elapsed_ms"]
     assert target["attempts"] >= 2
+
+
+def without(tmp_path, library):
+    """A PYTHONPATH entry under which ``import library`` fails, as on a host without it."""
+    blocker = tmp_path / ("no-" + library) / library
+    blocker.mkdir(parents=True, exist_ok=True)
+    (blocker / "__init__.py").write_text("raise ImportError('%s is not installed on this host')\n" % library)
+    return str(blocker.parent)
+
+
+def run_without(ansible_playbook, tmp_path, library, module, params):
+    task = {"name": "module under test", module: params, "ignore_errors": True,
+            "environment": {"PYTHONPATH": without(tmp_path, library)}}
+    return ansible_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+
+
+def test_missing_libraries_are_reported_before_work(ansible_playbook, tmp_path, tls_server, server):
+    no_crypto = run_without(ansible_playbook, tmp_path, "cryptography", MODULE,
+                            {"url": tls_server.url("/healthz", "https"), "ca_path": tls_server.cert_path})
+    assert no_crypto.failed and "Traceback" not in no_crypto.output
+    assert "Failed to import the required Python library (cryptography)" in no_crypto.result["msg"]
+    assert "to read the certificates of https targets" in no_crypto.result["msg"]
+    assert "targets" not in no_crypto.result  # nothing was probed
+    # plain http needs neither library
+    plain = run_without(ansible_playbook, tmp_path, "cryptography", MODULE, {"url": server.url("/healthz")})
+    assert not plain.failed and plain.result["state"] == "ok"
+    no_jmespath = run_without(ansible_playbook, tmp_path, "jmespath", MODULE,
+                              {"url": server.url("/readyz"), "json": [{"path": "status", "equals": "ready"}]})
+    assert no_jmespath.failed and "Failed to import the required Python library (jmespath)" in no_jmespath.result["msg"]
+    assert "targets" not in no_jmespath.result

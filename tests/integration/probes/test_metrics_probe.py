@@ -55,3 +55,16 @@ def test_misspelt_metric_names_are_unknown(ansible_module, server):
     assert queue["reasons"] == ['unknown: app_queue_lenght matched no series; the scrape has no metric '
                                 'app_queue_lenght (did you mean app_queue_length?) (warning)']
     assert all(check["value"] is None for check in run.result["checks"])
+
+
+def test_https_without_cryptography_is_reported_before_work(ansible_playbook, tmp_path, tls_server):
+    blocker = tmp_path / "no-cryptography" / "cryptography"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('cryptography is not installed on this host')\n")
+    task = {"name": "module under test", "ignore_errors": True, "environment": {"PYTHONPATH": str(blocker.parent)},
+            MODULE: {"url": tls_server.url("/metrics", "https"), "ca_path": tls_server.cert_path, "api_token": API_TOKEN,
+                     "checks": [{"metric": "app_database_up", "expect": {"op": "==", "value": 1}}]}}
+    run = ansible_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+    assert run.failed and "Traceback" not in run.output
+    assert "Failed to import the required Python library (cryptography)" in run.result["msg"]
+    assert "checks" not in run.result  # nothing was scraped
