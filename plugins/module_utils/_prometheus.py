@@ -563,10 +563,12 @@ class MetricCheck:
             numerators = [s.value for s in exposition.select(self.numerator)]
             denominators = [s.value for s in exposition.select(self.denominator)]
             result["series"] = len(numerators) + len(denominators)
-            mistakes = ["%s %s matched no series; %s" % (part, selector.describe(), selector.mistake(exposition))
-                        for part, selector, matched in (("numerator", self.numerator, numerators),
-                                                        ("denominator", self.denominator, denominators))
-                        if not matched and selector.mistake(exposition)]
+            mistakes = []
+            for part, selector, matched in (("numerator", self.numerator, numerators),
+                                            ("denominator", self.denominator, denominators)):
+                mistake = None if matched else selector.mistake(exposition)
+                if mistake:
+                    mistakes.append("%s %s matched no series; %s" % (part, selector.describe(), mistake))
             if mistakes:
                 result["numerator"] = result["denominator"] = None
                 return self._unknown(result, mistakes)
