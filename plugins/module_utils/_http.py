@@ -41,7 +41,6 @@ def redact(text, secrets):
     return text
 
 
-
 @dataclass
 class Certificate:
     """What a probe reports about a server certificate.
@@ -328,4 +327,3 @@ def _unverified_certificate(target):
                 return parse_certificate(tls.getpeercert(binary_form=True))
     except (OSError, ValueError):
         return None
-

@@ -182,5 +182,3 @@ def report(results, attempts, elapsed_ms, fail_on="critical"):
     return {"targets": results, "state": overview["state"], "summary": overview["summary"], "attempts": attempts,
             "elapsed_ms": round(elapsed_ms), "msg": overview["msg"],
             "failed": _status.fails(overview["state"], fail_on)}
-
-

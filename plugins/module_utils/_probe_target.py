@@ -421,7 +421,6 @@ def _as_list(value, where, key):
     return value
 
 
-
 def _parse_url(url, where):
     if not isinstance(url, str) or not url.strip():
         raise ProbeError("%s: url is required" % where)

@@ -295,9 +295,10 @@ def test_misspelt_metrics_are_unknown(scrape):
 
 
 def test_unknown_takes_the_missing_state_when_it_is_not_ok(scrape):
-    spec = dict(ERROR_RATE, missing="critical")
-    result = check(scrape, **spec, **ratio({"metric": "http_requests_total", "labels": {"status": "=~5.."}},
-                                           {"metric": "http_requests_total"}))
+    spec = dict(ERROR_RATE, **ratio({"metric": "http_requests_total", "labels": {"status": "=~5.."}},
+                                    {"metric": "http_requests_total"}))
+    spec["missing"] = "critical"
+    result = check(scrape, **spec)
     assert result["state"] == "critical" and result["reasons"][0].endswith("(critical)")
     plain = check(scrape, metric="queue_length", labels={"name": "mail"}, crit=100, missing="ok")
     assert plain["state"] == "warning"
@@ -312,7 +313,9 @@ def test_no_traffic_yet_is_still_tolerated_by_missing_ok():
     tolerated = check(idle, **ERROR_RATE, **spec)
     assert tolerated["state"] == "ok" and tolerated["value"] is None
     assert tolerated["reasons"] == ['ratio undefined: denominator app_requests_total matched no series']
-    assert check(idle, **dict(ERROR_RATE, missing="warning"), **spec)["state"] == "warning"
+    spec.update(ERROR_RATE)
+    spec["missing"] = "warning"
+    assert check(idle, **spec)["state"] == "warning"
 
 
 def test_right_labels_without_a_matching_value_are_not_unknown(scrape):
