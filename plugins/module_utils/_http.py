@@ -129,7 +129,7 @@ class Deadline:
     def __init__(self, seconds):
         self.expired = False
         self._lock = threading.Lock()
-        self._fd = None
+        self._sock = None
         self._done = False
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
@@ -142,15 +142,16 @@ class Deadline:
         self.finish()
 
     def finish(self):
-        """Stop watching; call it before the socket is closed, so the timer never touches a
-        descriptor that may already belong to another connection."""
+        """Stop watching; call it before closing the socket."""
         with self._lock:
             self._done = True
             self._timer.cancel()
 
     def watch(self, sock):
+        """Watch ``sock`` (the socket object, not its descriptor number: a closed socket object has none,
+        so the timer can never reach a descriptor that the system has given to another connection)."""
         with self._lock:
-            self._fd = sock.fileno()
+            self._sock = sock
             if self.expired:
                 self._shutdown()
 
@@ -159,22 +160,15 @@ class Deadline:
             if self._done:
                 return
             self.expired = True
-            if self._fd is not None:
+            if self._sock is not None:
                 self._shutdown()
 
     def _shutdown(self):
-        # shutdown() acts on the connection, so a duplicate descriptor reaches it in every phase,
-        # plain or TLS (an SSL socket keeps the descriptor of the socket it wraps).
         try:
-            duplicate = socket.fromfd(self._fd, socket.AF_INET, socket.SOCK_STREAM)
-        except OSError:
-            return
-        try:
-            duplicate.shutdown(socket.SHUT_RDWR)
-        except OSError:
+            # The plain socket's shutdown, also for an SSL socket (whose own would unwrap TLS first).
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+        except OSError:  # closed already, or never connected
             pass
-        finally:
-            duplicate.close()
 
 
 class _HTTPConnection(http.client.HTTPConnection):
@@ -202,7 +196,11 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self):
         http.client.HTTPConnection.connect(self)
         self.deadline.watch(self.sock)
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_hostname)
+        # The handshake runs after the TLS socket is watched (wrapping detaches the plain socket object).
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_hostname,
+                                              do_handshake_on_connect=False)
+        self.deadline.watch(self.sock)
+        self.sock.do_handshake()
         self.peer_cert_der = self.sock.getpeercert(binary_form=True)
 
 
@@ -320,10 +318,10 @@ def _unverified_certificate(target):
     try:
         context = _tls_context(False, None)
         with socket.create_connection((target.address, target.port), timeout=target.timeout) as sock:
-            with Deadline(target.timeout) as deadline:
-                deadline.watch(sock)
-                tls = context.wrap_socket(sock, server_hostname=_server_name(target))
-            with tls:
+            with context.wrap_socket(sock, server_hostname=_server_name(target), do_handshake_on_connect=False) as tls:
+                with Deadline(target.timeout) as deadline:
+                    deadline.watch(tls)
+                    tls.do_handshake()
                 return parse_certificate(tls.getpeercert(binary_form=True))
     except (OSError, ValueError):
         return None

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import ssl
 import threading
 
 import pytest
@@ -195,9 +197,9 @@ def test_bad_input_fails_cleanly(ansible_module, server):
         assert "Traceback" not in run.output
 
 
-@pytest.fixture()
-def trickle_url():
-    """A server that sends the status line, then one header line per second for 40 seconds."""
+def trickle_server(context=None):
+    """A server that sends the status line, then one header line per second for 40 seconds;
+    returns (port, stop)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -205,6 +207,13 @@ def trickle_url():
     stop = threading.Event()
 
     def serve(conn):
+        if context is not None:
+            try:
+                conn.settimeout(10)
+                conn = context.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
         with conn:
             conn.recv(65536)
             try:
@@ -225,9 +234,28 @@ def trickle_url():
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    yield "http://127.0.0.1:%d/healthz" % listener.getsockname()[1]
-    stop.set()
-    listener.close()
+
+    def stop_serving():
+        stop.set()
+        listener.close()
+    return listener.getsockname()[1], stop_serving
+
+
+@pytest.fixture()
+def trickle_url():
+    port, stop = trickle_server()
+    yield "http://127.0.0.1:%d/healthz" % port
+    stop()
+
+
+@pytest.fixture()
+def tls_trickle(tls_server):
+    """(url, CA file) of an HTTPS server that trickles its headers, with tls_server's certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_server.cert_path, os.path.join(os.path.dirname(tls_server.cert_path), "key.pem"))
+    port, stop = trickle_server(context)
+    yield "https://127.0.0.1:%d/healthz" % port, tls_server.cert_path
+    stop()
 
 
 def test_timeout_holds_while_headers_trickle_in(ansible_module, trickle_url):
@@ -240,6 +268,17 @@ def test_timeout_holds_while_headers_trickle_in(ansible_module, trickle_url):
     # wait_timeout 5 plus at most one more timeout of 2 for a probe started before the deadline
     assert 5000 <= run.result["elapsed_ms"] < 8500, run.result["elapsed_ms"]
     assert target["attempts"] >= 2
+
+
+def test_timeout_holds_while_headers_trickle_in_over_tls(ansible_module, tls_trickle):
+    url, ca_path = tls_trickle
+    run = ansible_module(MODULE, {"url": url, "name": "trickle", "timeout": 2, "ca_path": ca_path,
+                                  "warn_days": 5, "crit_days": 1})
+    assert run.failed
+    target = run.result["targets"][0]
+    assert target["reasons"] == ["timed out after 2.0s"], target
+    assert target["cert"]["dns_names"] == ["app.internal"]  # the handshake was done
+    assert run.result["elapsed_ms"] < 3500, run.result["elapsed_ms"]
 
 
 def without(tmp_path, library):
