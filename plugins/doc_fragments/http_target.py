@@ -31,7 +31,8 @@ options:
     type: str
   timeout:
     description:
-      - Seconds allowed for the whole request (connect, TLS, response and body). When not set, V(10).
+      - Seconds allowed for the whole request (connect, TLS, response headers and body). It is a deadline, so a
+        server that sends its response slowly cannot hold the probe longer. Must be positive. When not set, V(10).
     type: float
   validate_certs:
     description:

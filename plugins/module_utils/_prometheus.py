@@ -19,18 +19,19 @@ check is in that state when the value *satisfies* the condition (``op: ">"``, ``
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ProbeError
 
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary", "untyped",
                 # OpenMetrics types, tolerated so its output parses too.
                 "unknown", "info", "stateset", "gaugehistogram")
-COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
+COMPARISONS = (">", ">=", "<", "<=", "==", "!=")  # the order the metrics_probe docs list them in
 AGGREGATIONS = ("sum", "max", "min", "avg", "count")
-STATES = ("ok", "warning", "critical")
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_info", "_gcount", "_gsum")
 
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -69,6 +70,10 @@ class Exposition:
 
     def family_of(self, sample_name):
         """The family a sample belongs to (``x_bucket`` -> histogram ``x``), or an untyped one."""
+        return self.declared_family(sample_name) or MetricFamily(sample_name)
+
+    def declared_family(self, sample_name):
+        """The family that a ``# TYPE`` or ``# HELP`` line declares for a sample name, or None."""
         if sample_name in self.families:
             return self.families[sample_name]
         for suffix in _SUFFIXES:
@@ -76,10 +81,17 @@ class Exposition:
                 base = self.families.get(sample_name[:-len(suffix)])
                 if base is not None:
                     return base
-        return MetricFamily(sample_name)
+        return None
 
     def select(self, selector):
         return [sample for sample in self.samples if selector.matches(sample)]
+
+    def series_of(self, name):
+        return [sample for sample in self.samples if sample.name == name]
+
+    def exposes(self, name):
+        """Whether the scrape has this metric: series of it, or a declaration (a metric without series yet)."""
+        return self.declared_family(name) is not None or any(sample.name == name for sample in self.samples)
 
 
 class _ParseError(Exception):
@@ -351,6 +363,24 @@ class Selector:
     def matches(self, sample):
         return sample.name == self.metric and all(m.matches(sample.labels) for m in self.matchers)
 
+    def mistake(self, exposition):
+        """Why this selector cannot match anything in ``exposition`` - the metric is not there, or a matcher
+        asks for a label that none of its series has - or None when matching nothing may be true data."""
+        if not exposition.exposes(self.metric):
+            names = sorted({sample.name for sample in exposition.samples} | set(exposition.families))
+            close = difflib.get_close_matches(self.metric, names, n=1, cutoff=0.85)
+            hint = " (did you mean %s?)" % close[0] if close else ""
+            return "the scrape has no metric %s%s" % (self.metric, hint)
+        series = exposition.series_of(self.metric)
+        if not series:
+            return None  # declared without series: nothing counted yet
+        present = sorted(set().union(*(sample.labels for sample in series)))
+        absent = [m.label for m in self.matchers if m.label not in present and not m.matches({})]
+        if not absent:
+            return None
+        return "no %s series has the label %s (its labels: %s)" % (
+            self.metric, ", ".join(absent), ", ".join(present) or "none")
+
     def describe(self):
         if not self.matchers:
             return self.metric
@@ -429,28 +459,12 @@ class Condition:
             return self.low <= value <= self.high
         if self.kind == "outside":
             return value < self.low or value > self.high
-        return compare(value, self.op, self.threshold)
+        return _status.compare(value, self.op, self.threshold)
 
     def describe(self):
         if self.kind == "compare":
             return "%s %s" % (self.op, fmt(self.threshold))
         return "%s [%s, %s]" % (self.kind, fmt(self.low), fmt(self.high))
-
-
-def compare(left, op, right):
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    if op == "<":
-        return left < right
-    if op == "<=":
-        return left <= right
-    if op == "==":
-        return left == right
-    if op == "!=":
-        return left != right
-    raise ProbeError("unknown comparison %r; use one of %s" % (op, " ".join(COMPARISONS)))
 
 
 def fmt(value):
@@ -500,8 +514,8 @@ class MetricCheck:
         if how not in AGGREGATIONS:
             raise ProbeError("%s: unknown aggregate %r; use one of %s" % (where, how, ", ".join(AGGREGATIONS)))
         missing = spec.get("missing") or "critical"
-        if missing not in STATES:
-            raise ProbeError("%s: missing must be one of %s" % (where, ", ".join(STATES)))
+        if missing not in _status.STATES:
+            raise ProbeError("%s: missing must be one of %s" % (where, ", ".join(_status.STATES)))
         op = spec.get("op") or ">"
         if op not in COMPARISONS:
             raise ProbeError("%s: unknown comparison %r; use one of %s" % (where, op, " ".join(COMPARISONS)))
@@ -538,6 +552,9 @@ class MetricCheck:
         if self.selector is not None:
             values = [s.value for s in exposition.select(self.selector)]
             result["series"] = len(values)
+            mistake = None if values else self.selector.mistake(exposition)
+            if mistake:
+                return self._unknown(result, ["%s matched no series; %s" % (self.describe(), mistake)])
             value = aggregate(values, self.aggregate)
             if value is None:
                 return self._no_value(result, "no series matched %s" % self.describe())
@@ -546,6 +563,15 @@ class MetricCheck:
             numerators = [s.value for s in exposition.select(self.numerator)]
             denominators = [s.value for s in exposition.select(self.denominator)]
             result["series"] = len(numerators) + len(denominators)
+            mistakes = []
+            for part, selector, matched in (("numerator", self.numerator, numerators),
+                                            ("denominator", self.denominator, denominators)):
+                mistake = None if matched else selector.mistake(exposition)
+                if mistake:
+                    mistakes.append("%s %s matched no series; %s" % (part, selector.describe(), mistake))
+            if mistakes:
+                result["numerator"] = result["denominator"] = None
+                return self._unknown(result, mistakes)
             # A counter with no series yet (no 5xx so far) counts as 0 in the numerator.
             top = aggregate(numerators, self.aggregate) if numerators else 0.0
             bottom = aggregate(denominators, self.aggregate)
@@ -573,17 +599,19 @@ class MetricCheck:
             result["reasons"].append("%s = %s (%s) is %s (warning)" % (label, fmt(value), detail, self.warn.describe()))
         return result
 
+    def _unknown(self, result, reasons):
+        """A selector that cannot match this scrape is a mistake to fix, never ok: the state of
+        ``missing``, or warning when that is ok."""
+        state = "warning" if self.missing == "ok" else self.missing
+        result.update(state=state, breached=state)
+        result["reasons"] += ["unknown: %s (%s)" % (reason, state) for reason in reasons]
+        return result
+
     def _no_value(self, result, reason):
         result["state"] = self.missing
         result["breached"] = None if self.missing == "ok" else self.missing
         result["reasons"].append(reason if self.missing == "ok" else "%s (%s)" % (reason, self.missing))
         return result
-
-
-def worst(states):
-    """The most severe of ``states`` (ok < warning < critical)."""
-    rank = {state: position for position, state in enumerate(STATES)}
-    return max(states, key=lambda state: rank[state], default="ok")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -594,17 +622,14 @@ MAX_SCRAPE_BYTES = 32 * 1024 * 1024
 
 
 def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetch=None):
-    """Fetch ``target`` (a _probe.ProbeTarget) once, parse it and evaluate ``checks`` (MetricCheck list).
+    """Fetch ``target`` (a _probe_target.ProbeTarget) once, parse it and evaluate ``checks`` (MetricCheck list).
 
     Returns a report dict (url, status, latency_ms, cert, state, reasons, checks, samples,
     parse_errors, series, summary, msg, failed).
     """
-    # Imported here so the parser above stays usable without the HTTP side.
-    from ansible_collections.runbook.ops.plugins.module_utils import _probe
-
     if not any(name.lower() == "accept" for name in target.headers):
         target.headers["Accept"] = ACCEPT
-    response = (fetch or _probe.fetch)(target, max_body_bytes=MAX_SCRAPE_BYTES)
+    response = (fetch or _http.fetch)(target, max_body_bytes=MAX_SCRAPE_BYTES)
     endpoint = _probe.evaluate(target, response)
     report = {"url": endpoint["url"], "status": endpoint["status"], "latency_ms": endpoint["latency_ms"],
               "cert": endpoint["cert"], "reasons": list(endpoint["reasons"]), "checks": [], "samples": {},
@@ -636,18 +661,14 @@ def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetc
         report["checks"] = [check.evaluate(exposition) for check in checks]
         for name in return_samples or ():
             report["samples"][name] = [s.as_dict() for s in exposition.samples if s.name == name]
-    states = [endpoint_state] + [c["state"] for c in report["checks"]]
-    report["state"] = worst(states)
-    report["summary"] = {"total": len(report["checks"])}
-    for name in STATES:
-        report["summary"][name] = sum(1 for c in report["checks"] if c["state"] == name)
-    problems = ["%s %s: %s" % (c["name"], c["state"], "; ".join(c["reasons"]))
-                for c in report["checks"] if c["state"] != "ok"]
-    line = "%d of %d checks ok, overall %s" % (report["summary"]["ok"], len(checks), report["state"])
+    overview = _status.overview(report["checks"], "checks")
+    report["state"] = _status.worst([endpoint_state, overview["state"]])
+    report["summary"] = overview["summary"]
+    # The overall state counts the endpoint too; the problems are the checks', or the endpoint's when it is down.
+    _counts, _sep, problems = overview["msg"].partition(" - ")
     if endpoint_state == "critical":
-        line += " - endpoint %s: %s" % (report["url"], "; ".join(report["reasons"]))
-    elif problems:
-        line += " - " + " | ".join(problems)
-    report["msg"] = line
-    report["failed"] = _probe.fails(report["state"], fail_on)
+        problems = "endpoint %s: %s" % (report["url"], "; ".join(report["reasons"]))
+    report["msg"] = "%d of %d checks ok, overall %s" % (overview["summary"]["ok"], len(checks), report["state"])
+    report["msg"] += (" - " + problems) if problems else ""
+    report["failed"] = _status.fails(report["state"], fail_on)
     return report

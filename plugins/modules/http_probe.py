@@ -247,12 +247,12 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to keep trying in wait mode. A probe that starts before the deadline runs to its own O(timeout),
-        so the task may take up to one O(timeout) longer.
+      - Seconds to keep trying in wait mode (0 or more). A probe that starts before the deadline runs to its own
+        O(timeout), so the task may take up to one O(timeout) longer.
     type: float
     default: 60
   wait_delay:
-    description: Seconds between the first and second attempt in wait mode; the delay doubles after each attempt.
+    description: Seconds (0 or more) between the first and second attempt in wait mode; the delay doubles after each attempt.
     type: float
     default: 1
   wait_max_delay:
@@ -261,7 +261,7 @@ options:
     default: 10
 requirements:
   - jmespath (for O(json) checks)
-  - cryptography (to read C(https) certificates)
+  - cryptography (to read C(https) certificates; without it an C(https) target fails before any probing)
 seealso:
   - module: runbook.ops.metrics_probe
 '''
@@ -378,9 +378,12 @@ targets:
       elements: str
       sample: ["status 500 not in [200]", "latency 734 ms over warning 500 ms"]
     cert:
-      description: The server certificate, for C(https) targets (read even when it failed verification).
+      description:
+        - The server certificate, for C(https) targets (read even when it failed verification).
+        - C(days_left) counts whole days left, never rounded up; after expiry, C(expired) is true and C(days_left)
+          is minus the whole days since.
       type: dict
-      sample: {not_after: "2026-12-03T09:00:00Z", days_left: 9, subject: CN=app.internal,
+      sample: {not_after: "2026-12-03T09:00:00Z", days_left: 9, expired: false, subject: CN=app.internal,
                issuer: CN=app.internal, dns_names: [app.internal]}
     attempts:
       description: How many times this target was probed.
@@ -407,11 +410,11 @@ targets:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils import _probe
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe, _probe_target, _status
 
 
 def argument_spec():
-    per_target = dict(_probe.CONNECTION_ARGSPEC, **_probe.CHECK_ARGSPEC)
+    per_target = dict(_probe_target.CONNECTION_ARGSPEC, **_probe_target.CHECK_ARGSPEC)
     spec = dict(per_target)
     spec.update(
         targets={"type": "list", "elements": "dict",
@@ -423,7 +426,7 @@ def argument_spec():
         wait_timeout={"type": "float", "default": 60},
         wait_delay={"type": "float", "default": 1},
         wait_max_delay={"type": "float", "default": 10},
-        fail_on={"type": "str", "choices": list(_probe.FAIL_ON), "default": "critical"},
+        fail_on=dict(_status.FAIL_ON_ARGSPEC),
     )
     return spec
 
@@ -432,16 +435,15 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_one_of=[("targets", "url")], mutually_exclusive=[("targets", "url")])
     params = module.params
-    shared = {key: params[key] for key in list(_probe.CONNECTION_ARGSPEC) + list(_probe.CHECK_ARGSPEC)}
+    shared = {key: params[key] for key in list(_probe_target.CONNECTION_ARGSPEC) + list(_probe_target.CHECK_ARGSPEC)}
     raw_targets = params["targets"] or [{"name": params["name"], "url": params["url"]}]
-    if not _probe.HAS_JMESPATH and (shared["json"] or any(t.get("json") for t in raw_targets)):
-        module.fail_json(msg=missing_required_lib("jmespath"))
+    if not _probe_target.HAS_JMESPATH and (shared["json"] or any(t.get("json") for t in raw_targets)):
+        module.fail_json(msg=missing_required_lib("jmespath", reason="for json checks"))
     try:
-        targets = [_probe.ProbeTarget.from_dict(t, shared, i) for i, t in enumerate(raw_targets)]
-        for target in targets:
-            if target.scheme == "https" and not _probe.HAS_CRYPTOGRAPHY:
-                module.warn("%s: the Python library cryptography is missing; certificate expiry is not checked"
-                            % target.name)
+        targets = [_probe_target.ProbeTarget.from_dict(t, shared, i) for i, t in enumerate(raw_targets)]
+        if not _http.HAS_CRYPTOGRAPHY and any(target.scheme == "https" for target in targets):
+            # Without it no certificate expiry is checked: an https target would read ok regardless.
+            module.fail_json(msg=missing_required_lib("cryptography", reason="to read the certificates of https targets"))
         report = _probe.Prober(params["concurrency"]).run(
             targets, wait=params["wait"], wait_timeout=params["wait_timeout"], wait_delay=params["wait_delay"],
             wait_max_delay=params["wait_max_delay"], fail_on=params["fail_on"])

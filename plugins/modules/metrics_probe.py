@@ -54,7 +54,8 @@ options:
       ratio:
         description:
           - Divide two selections, each aggregated with O(checks[].aggregate). A numerator that matches no series
-            counts as 0 (a counter that has not been incremented yet).
+            counts as 0 (a counter that has not been incremented yet), unless the selection is a mistake (see
+            O(checks[].missing)).
           - A denominator that matches nothing or sums to 0 leaves the ratio undefined (null); the check then
             takes the state O(checks[].missing).
         type: dict
@@ -108,6 +109,11 @@ options:
         description:
           - The state when there is no value to compare - no series matched, an undefined ratio, or NaN
             (a summary without observations). Use V(ok) for error rates of services that may have had no traffic.
+          - "A selection that matches nothing because it cannot match this scrape is unknown, never V(ok): the metric
+            is not in the scrape at all (a misspelt name; a close name is suggested), or a label matcher names a label
+            that none of the metric's series carry (V(code) where the service says V(status); the reason lists the
+            labels it has). Such a check takes this state, or V(warning) when this is V(ok), and its reason starts
+            with C(unknown:). A metric declared by C(# TYPE) without series yet is no mistake."
         type: str
         choices: [ok, warning, critical]
         default: critical
@@ -117,7 +123,7 @@ options:
     elements: str
     default: []
 requirements:
-  - cryptography (to read C(https) certificates)
+  - cryptography (to read C(https) certificates; without it an C(https) target fails before any probing)
 seealso:
   - module: runbook.ops.http_probe
 '''
@@ -257,7 +263,9 @@ checks:
       description: Why the check is not ok.
       type: list
       elements: str
-      sample: ["app_queue_length = 150 (sum of 2 series) is > 100 (warning)"]
+      sample: ["app_queue_length = 150 (sum of 2 series) is > 100 (warning)",
+               "unknown: numerator http_requests_total{code=~\"5..\"} matched no series; no http_requests_total series
+                has the label code (its labels: method, path, status) (warning)"]
 samples:
   description: For each name in O(return_samples), its series (name, labels, value, timestamp).
   returned: always
@@ -265,17 +273,17 @@ samples:
   sample: {node_load1: [{name: node_load1, labels: {}, value: 0.42, timestamp: null}]}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils import _probe, _prometheus
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe_target, _prometheus, _status
 
 _SELECTION = {"type": "dict", "required": True,
               "options": {"metric": {"type": "str", "required": True}, "labels": {"type": "dict"}}}
 
 
 def argument_spec():
-    spec = dict(_probe.CONNECTION_ARGSPEC)
+    spec = dict(_probe_target.CONNECTION_ARGSPEC)
     spec.update(
         url={"type": "str", "required": True},
         checks={"type": "list", "elements": "dict", "default": [], "options": {
@@ -288,10 +296,10 @@ def argument_spec():
             "warn": {"type": "raw"},
             "crit": {"type": "raw"},
             "expect": {"type": "raw"},
-            "missing": {"type": "str", "choices": list(_prometheus.STATES), "default": "critical"},
+            "missing": {"type": "str", "choices": list(_status.STATES), "default": "critical"},
         }},
         return_samples={"type": "list", "elements": "str", "default": []},
-        fail_on={"type": "str", "choices": list(_probe.FAIL_ON), "default": "critical"},
+        fail_on=dict(_status.FAIL_ON_ARGSPEC),
     )
     return spec
 
@@ -299,10 +307,12 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    target_spec = {key: params[key] for key in _probe.CONNECTION_ARGSPEC}
+    target_spec = {key: params[key] for key in _probe_target.CONNECTION_ARGSPEC}
     target_spec["url"] = params["url"]
     try:
-        target = _probe.ProbeTarget.from_dict(target_spec)
+        target = _probe_target.ProbeTarget.from_dict(target_spec)
+        if not _http.HAS_CRYPTOGRAPHY and target.scheme == "https":
+            module.fail_json(msg=missing_required_lib("cryptography", reason="to read the certificate of an https url"))
         checks = [_prometheus.MetricCheck.from_dict(c, i) for i, c in enumerate(params["checks"])]
         report = _prometheus.scrape_and_check(target, checks, params["return_samples"], params["fail_on"])
     except RunbookError as exc:

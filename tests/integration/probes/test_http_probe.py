@@ -5,6 +5,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
+import threading
+
+import pytest
 from conftest import API_TOKEN, BEARER_TOKEN, METRICS_SECRET
 
 MODULE = "runbook.ops.http_probe"
@@ -177,9 +183,129 @@ def test_bad_input_fails_cleanly(ansible_module, server):
         ({"url": server.url("/readyz"), "json": [{"path": "a"}]}, "needs equals, or op and value"),
         ({"url": server.url("/readyz"), "ca_path": "/nonexistent/ca.pem"}, "ca_path '/nonexistent/ca.pem' does not exist"),
         ({"url": server.url("/"), "targets": [{"url": server.url("/")}]}, "mutually exclusive"),
+        ({"url": server.url("/"), "wait": True, "wait_timeout": -1}, "wait_timeout must be 0 or more, got -1"),
+        ({"url": server.url("/"), "wait": True, "wait_delay": -0.5}, "wait_delay must be 0 or more, got -0.5"),
+        ({"url": server.url("/"), "wait": True, "wait_max_delay": -3}, "wait_max_delay must be 0 or more, got -3"),
+        ({"url": server.url("/"), "timeout": -1}, "timeout must be positive, got -1"),
+        ({"url": server.url("/"), "timeout": 0}, "timeout must be positive, got 0"),
+        ({"url": server.url("/"), "concurrency": 0}, "concurrency must be at least 1"),
     ]
     for params, message in cases:
         run = ansible_module(MODULE, params)
         assert run.failed, params
         assert message in run.result["msg"], (message, run.result["msg"])
         assert "Traceback" not in run.output
+
+
+def trickle_server(context=None):
+    """A server that sends the status line, then one header line per second for 40 seconds;
+    returns (port, stop)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn):
+        if context is not None:
+            try:
+                conn.settimeout(10)
+                conn = context.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                for line in range(40):
+                    if stop.wait(1):
+                        return
+                    conn.sendall(b"X-Trickle-%d: %d\r\n" % (line, line))
+            except OSError:  # the probe gave up and closed the connection
+                return
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def stop_serving():
+        stop.set()
+        listener.close()
+    return listener.getsockname()[1], stop_serving
+
+
+@pytest.fixture()
+def trickle_url():
+    port, stop = trickle_server()
+    yield "http://127.0.0.1:%d/healthz" % port
+    stop()
+
+
+@pytest.fixture()
+def tls_trickle(tls_server):
+    """(url, CA file) of an HTTPS server that trickles its headers, with tls_server's certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_server.cert_path, os.path.join(os.path.dirname(tls_server.cert_path), "key.pem"))
+    port, stop = trickle_server(context)
+    yield "https://127.0.0.1:%d/healthz" % port, tls_server.cert_path
+    stop()
+
+
+def test_timeout_holds_while_headers_trickle_in(ansible_module, trickle_url):
+    """The timeout is a deadline for the whole request, not for each read of the socket."""
+    run = ansible_module(MODULE, {"url": trickle_url, "name": "trickle", "timeout": 2,
+                                  "wait": True, "wait_timeout": 5, "wait_delay": 1})
+    assert run.failed
+    target = run.result["targets"][0]
+    assert target["reasons"] == ["timed out after 2.0s"] and target["status"] is None
+    # wait_timeout 5 plus at most one more timeout of 2 for a probe started before the deadline
+    assert 5000 <= run.result["elapsed_ms"] < 8500, run.result["elapsed_ms"]
+    assert target["attempts"] >= 2
+
+
+def test_timeout_holds_while_headers_trickle_in_over_tls(ansible_module, tls_trickle):
+    url, ca_path = tls_trickle
+    run = ansible_module(MODULE, {"url": url, "name": "trickle", "timeout": 2, "ca_path": ca_path,
+                                  "warn_days": 5, "crit_days": 1})
+    assert run.failed
+    target = run.result["targets"][0]
+    assert target["reasons"] == ["timed out after 2.0s"], target
+    assert target["cert"]["dns_names"] == ["app.internal"]  # the handshake was done
+    assert run.result["elapsed_ms"] < 3500, run.result["elapsed_ms"]
+
+
+def without(tmp_path, library):
+    """A PYTHONPATH entry under which ``import library`` fails, as on a host without it."""
+    blocker = tmp_path / ("no-" + library) / library
+    blocker.mkdir(parents=True, exist_ok=True)
+    (blocker / "__init__.py").write_text("raise ImportError('%s is not installed on this host')\n" % library)
+    return str(blocker.parent)
+
+
+def run_without(ansible_playbook, tmp_path, library, module, params):
+    task = {"name": "module under test", module: params, "ignore_errors": True,
+            "environment": {"PYTHONPATH": without(tmp_path, library)}}
+    return ansible_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+
+
+def test_missing_libraries_are_reported_before_work(ansible_playbook, tmp_path, tls_server, server):
+    no_crypto = run_without(ansible_playbook, tmp_path, "cryptography", MODULE,
+                            {"url": tls_server.url("/healthz", "https"), "ca_path": tls_server.cert_path})
+    assert no_crypto.failed and "Traceback" not in no_crypto.output
+    assert "Failed to import the required Python library (cryptography)" in no_crypto.result["msg"]
+    assert "to read the certificates of https targets" in no_crypto.result["msg"]
+    assert "targets" not in no_crypto.result  # nothing was probed
+    # plain http needs neither library
+    plain = run_without(ansible_playbook, tmp_path, "cryptography", MODULE, {"url": server.url("/healthz")})
+    assert not plain.failed and plain.result["state"] == "ok"
+    no_jmespath = run_without(ansible_playbook, tmp_path, "jmespath", MODULE,
+                              {"url": server.url("/readyz"), "json": [{"path": "status", "equals": "ready"}]})
+    assert no_jmespath.failed and "Failed to import the required Python library (jmespath)" in no_jmespath.result["msg"]
+    assert "targets" not in no_jmespath.result

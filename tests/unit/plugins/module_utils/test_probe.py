@@ -1,17 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Target validation, check evaluation and the wait loop of _probe, without a network."""
+"""Target validation (_probe_target), check evaluation and the wait loop (_probe), without a network."""
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
 
-from ansible_collections.runbook.ops.plugins.module_utils import _probe
+from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ProbeError
-from ansible_collections.runbook.ops.plugins.module_utils._probe import ProbeTarget, Response, evaluate
+from ansible_collections.runbook.ops.plugins.module_utils._http import Response
+from ansible_collections.runbook.ops.plugins.module_utils._probe import evaluate
+from ansible_collections.runbook.ops.plugins.module_utils._probe_target import ProbeTarget
 
 
 def target(**spec):
@@ -143,7 +146,7 @@ def test_transport_error_and_body_return():
 
 def test_certificate_expiry_levels():
     def with_days(days):
-        cert = _probe.Certificate("2030-01-01T00:00:00Z", days, "CN=x", "CN=x", ["x"])
+        cert = _http.Certificate("2030-01-01T00:00:00Z", days, "CN=x", "CN=x", ["x"])
         return evaluate(target(url="https://x.test/"), Response(status=200, body=b"", latency_ms=1.0, cert=cert))
     assert with_days(90)["state"] == "ok"
     assert with_days(10)["reasons"] == ["certificate expires in 10 days, under warning 30 days (2030-01-01T00:00:00Z)"]
@@ -152,7 +155,7 @@ def test_certificate_expiry_levels():
 
 
 def test_redact():
-    assert _probe.redact("a tok b Bearer tok", ["tok", "Bearer tok"]) == "a ******** b ********"
+    assert _http.redact("a tok b Bearer tok", ["tok", "Bearer tok"]) == "a ******** b ********"
 
 
 class FakeClock:
@@ -200,4 +203,69 @@ def test_wait_mode_gives_up_at_the_deadline(monkeypatch):
     ("critical", "critical", True), ("warning", "critical", False), ("warning", "warning", True),
     ("ok", "warning", False), ("critical", "never", False)])
 def test_fail_on(state, fail_on, failed):
-    assert _probe.fails(state, fail_on) is failed
+    result = {"name": "api", "state": state, "reasons": [] if state == "ok" else ["status 500 not in [200]"]}
+    assert _probe.report([result], 1, 0.0, fail_on)["failed"] is failed
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("wait_timeout", -1, "wait_timeout must be 0 or more, got -1"),
+    ("wait_delay", -0.5, "wait_delay must be 0 or more, got -0.5"),
+    ("wait_max_delay", float("nan"), "wait_max_delay must be 0 or more, got NaN"),
+    ("wait_timeout", "soon", "wait_timeout must be a number, got 'soon'"),
+])
+def test_wait_options_are_refused_when_negative(option, value, message):
+    with pytest.raises(ProbeError) as info:
+        _probe.Prober().run([target()], wait=True, **{option: value})
+    assert str(info.value) == message
+
+
+def test_timeout_must_be_positive():
+    for value, shown in ((-1, "-1"), (0, "0"), (float("inf"), "Infinity")):
+        with pytest.raises(ProbeError) as info:
+            target(timeout=value)
+        assert str(info.value).endswith("timeout must be positive, got %s" % shown)
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificate days, at the boundaries
+
+def self_signed(not_after):
+    """DER bytes of a self-signed certificate that expires at ``not_after``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "app.internal")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(not_after - datetime.timedelta(days=400)).not_valid_after(not_after)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(Encoding.DER)
+
+
+NOT_AFTER = datetime.datetime(2030, 1, 10, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize("before, reason", [
+    # expired: whole days since expiry, never rounded up
+    (datetime.timedelta(days=-2), "certificate expired 2 days ago (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(days=-2, minutes=-1), "certificate expired 2 days ago (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(days=-2, hours=-23, minutes=-59), "certificate expired 2 days ago (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(days=-1), "certificate expired 1 day ago (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(hours=-3), "certificate expired less than a day ago (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(seconds=-1), "certificate expired less than a day ago (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(seconds=0), "certificate expires in 0 days, under critical 7 days (2030-01-10T12:00:00Z)"),
+    # valid: whole days left, never rounded up
+    (datetime.timedelta(hours=3), "certificate expires in 0 days, under critical 7 days (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(days=6, hours=23, minutes=59),
+     "certificate expires in 6 days, under critical 7 days (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(days=7), "certificate expires in 7 days, under warning 30 days (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(days=29, hours=23), "certificate expires in 29 days, under warning 30 days (2030-01-10T12:00:00Z)"),
+    (datetime.timedelta(days=30), None),
+])
+def test_certificate_days_at_the_boundaries(before, reason):
+    cert = _http.parse_certificate(self_signed(NOT_AFTER), now=NOT_AFTER - before)
+    result = evaluate(target(url="https://x.test/"), Response(status=200, body=b"", latency_ms=1.0, cert=cert))
+    assert result["reasons"] == ([reason] if reason else [])
+    assert cert.expired is (before < datetime.timedelta(0))
+    assert result["cert"]["expired"] is cert.expired

@@ -27,6 +27,18 @@ def one(exposition, name, **labels):
     return found[0]
 
 
+# The family types a sample name's suffix may belong to (the rest belong to any type).
+SUFFIX_TYPES = {"_bucket": {"histogram", "gaugehistogram"}, "_count": {"histogram", "summary", "counter", "gauge"},
+                "_sum": {"histogram", "summary", "counter", "gauge"}}
+
+
+def written_value(line):
+    """The value token of a sample line, read independently of the parser, as Python reads numbers."""
+    line = line.split(" # ", 1)[0]  # an OpenMetrics exemplar
+    rest = line.rsplit("}", 1)[1] if "{" in line else line.split(None, 1)[1]
+    return float(rest.split()[0])
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.txt")))
 def test_every_fixture_parses_without_errors(name):
     text = fixture(name)
@@ -34,8 +46,18 @@ def test_every_fixture_parses_without_errors(name):
     assert exposition.errors == []
     sample_lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert len(exposition.samples) == len(sample_lines)
-    for sample in exposition.samples:
-        assert exposition.family_of(sample.name).type != "" and isinstance(sample.value, float)
+    declared = {line.split()[2]: line.split()[3] for line in text.splitlines() if line.startswith("# TYPE ")}
+    for sample, line in zip(exposition.samples, sample_lines):
+        # every sample of these real exporters belongs to the family a # TYPE line declares, with a type that fits
+        family = exposition.declared_family(sample.name)
+        assert family is not None and family.type == declared[family.name], (name, sample.name)
+        suffix = next((s for s in SUFFIX_TYPES if sample.name.endswith(s) and sample.name != family.name), None)
+        assert suffix is None or family.type in SUFFIX_TYPES[suffix], (sample.name, family.type)
+        if "quantile" in sample.labels:
+            assert family.type == "summary", sample.name
+        # and carries the value written on its line
+        expected = written_value(line)
+        assert sample.value == expected or (math.isnan(sample.value) and math.isnan(expected)), line
 
 
 def test_prometheus_server_values_and_families():
@@ -206,15 +228,18 @@ def test_ratio_edge_cases(scrape):
     by_zero = check(scrape, crit=0.05, ratio={"numerator": {"metric": "up"}, "denominator": {"metric": "zero_total"}})
     assert by_zero["value"] is None and by_zero["state"] == "critical"
     assert by_zero["reasons"] == ["ratio undefined: denominator zero_total is 0 (critical)"]
-    tolerated = check(scrape, crit=0.05, missing="ok",
-                      ratio={"numerator": {"metric": "up"}, "denominator": {"metric": "nothing_total"}})
-    assert tolerated["state"] == "ok" and tolerated["value"] is None
-    assert "matched no series" in tolerated["reasons"][0]
+    # missing: ok tolerates a ratio without traffic, not a denominator the scrape does not have
+    not_exposed = check(scrape, crit=0.05, missing="ok",
+                        ratio={"numerator": {"metric": "up"}, "denominator": {"metric": "nothing_total"}})
+    assert not_exposed["state"] == "warning" and not_exposed["value"] is None
+    assert not_exposed["reasons"] == [
+        "unknown: denominator nothing_total matched no series; the scrape has no metric nothing_total (warning)"]
 
 
 def test_missing_and_nan(scrape):
     missing = check(scrape, metric="no_such_metric", crit=1)
-    assert missing["state"] == "critical" and missing["reasons"] == ["no series matched no_such_metric (critical)"]
+    assert missing["state"] == "critical" and missing["reasons"] == [
+        "unknown: no_such_metric matched no series; the scrape has no metric no_such_metric (critical)"]
     assert check(scrape, metric="no_such_metric", crit=1, missing="warning")["state"] == "warning"
     nan = check(scrape, metric="summary_q", crit=1)
     assert nan["state"] == "critical" and "NaN" in nan["reasons"][0]
@@ -237,3 +262,67 @@ def test_missing_and_nan(scrape):
 def test_invalid_checks_raise_probe_error(spec, message):
     with pytest.raises(ProbeError, match=message.replace("(", r"\(").replace("[", r"\[")):
         MetricCheck.from_dict(spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# A check that matched no series because of a mistake is unknown, never ok
+
+ERROR_RATE = {"name": "error rate", "warn": 0.01, "crit": 0.2, "missing": "ok"}
+
+
+def ratio(numerator, denominator):
+    return {"ratio": {"numerator": numerator, "denominator": denominator}}
+
+
+def test_wrong_label_name_in_the_numerator_is_unknown(scrape):
+    """The service labels its counter code, the check asks for status: not an error rate of 0."""
+    result = check(scrape, **ERROR_RATE, **ratio({"metric": "http_requests_total", "labels": {"status": "=~5.."}},
+                                                 {"metric": "http_requests_total"}))
+    assert (result["state"], result["value"], result["breached"]) == ("warning", None, "warning")
+    assert result["reasons"] == ['unknown: numerator http_requests_total{status=~"5.."} matched no series; '
+                                 'no http_requests_total series has the label status (its labels: code, method) (warning)']
+
+
+def test_misspelt_metrics_are_unknown(scrape):
+    numerator = check(scrape, **ERROR_RATE, **ratio({"metric": "http_request_total", "labels": {"code": "=~5.."}},
+                                                    {"metric": "http_requests_total"}))
+    assert numerator["state"] == "warning" and numerator["value"] is None
+    assert numerator["reasons"] == ['unknown: numerator http_request_total{code=~"5.."} matched no series; the scrape '
+                                    'has no metric http_request_total (did you mean http_requests_total?) (warning)']
+    both = check(scrape, **ERROR_RATE, **ratio({"metric": "http_errors_total"}, {"metric": "http_request_total"}))
+    assert both["state"] == "warning" and len(both["reasons"]) == 2
+    assert both["reasons"][1].startswith("unknown: denominator http_request_total matched no series")
+
+
+def test_unknown_takes_the_missing_state_when_it_is_not_ok(scrape):
+    spec = dict(ERROR_RATE, **ratio({"metric": "http_requests_total", "labels": {"status": "=~5.."}},
+                                    {"metric": "http_requests_total"}))
+    spec["missing"] = "critical"
+    result = check(scrape, **spec)
+    assert result["state"] == "critical" and result["reasons"][0].endswith("(critical)")
+    plain = check(scrape, metric="queue_length", labels={"name": "mail"}, crit=100, missing="ok")
+    assert plain["state"] == "warning"
+    assert plain["reasons"] == ['unknown: queue_length{name="mail"} matched no series; '
+                                'no queue_length series has the label name (its labels: queue) (warning)']
+
+
+def test_no_traffic_yet_is_still_tolerated_by_missing_ok():
+    """prometheus_client exposes a labelled counter without observations as HELP/TYPE only."""
+    idle = parse("# HELP app_requests_total Requests.\n# TYPE app_requests_total counter\nup 1\n")
+    spec = ratio({"metric": "app_requests_total", "labels": {"code": "=~5.."}}, {"metric": "app_requests_total"})
+    tolerated = check(idle, **ERROR_RATE, **spec)
+    assert tolerated["state"] == "ok" and tolerated["value"] is None
+    assert tolerated["reasons"] == ['ratio undefined: denominator app_requests_total matched no series']
+    spec.update(ERROR_RATE)
+    spec["missing"] = "warning"
+    assert check(idle, **spec)["state"] == "warning"
+
+
+def test_right_labels_without_a_matching_value_are_not_unknown(scrape):
+    no_4xx = check(scrape, **ERROR_RATE, **ratio({"metric": "http_requests_total", "labels": {"code": "=~4.."}},
+                                                 {"metric": "http_requests_total"}))
+    assert (no_4xx["state"], no_4xx["value"]) == ("ok", 0.0)
+    # a matcher that an absent label satisfies ("" != "200") is no mistake either
+    other = check(scrape, **ERROR_RATE, **ratio({"metric": "http_requests_total", "labels": {"status": "!=200"}},
+                                                {"metric": "http_requests_total"}))
+    assert other["value"] == 1.0 and other["state"] == "critical"
