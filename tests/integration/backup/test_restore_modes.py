@@ -112,7 +112,7 @@ def test_excluded_table_data_is_recorded_verified_and_restored(
 
 
 def test_a_restore_that_fails_after_its_commit_reports_changed(
-        local_store, pg_sample, pg_conn_params, run_tasks):
+        local_store, pg_sample, pg_conn_params, pg_target, pg_connect, run_tasks):
     database, _conn, _expected = pg_sample
     common = pg_params(pg_conn_params, database, service="shop", store=local_store.params)
     run = run_tasks([task("backup", "db_backup", common)])
@@ -122,9 +122,20 @@ def test_a_restore_that_fails_after_its_commit_reports_changed(
     manifest = json.loads(local_store.read(key))
     manifest["row_counts"]["public.customers"] += 1
     local_store.write(key, json.dumps(manifest).encode())
-    run = run_tasks([task("clean restore", "db_restore", dict(common, force=True, replace="clean"))])
-    msg = failed(run, "clean restore", "row counts differ", "was changed")
-    assert run.task("clean restore")["result"]["changed"] is True, msg
+    empty = pg_target(create=True)
+    run = run_tasks([
+        task("into an empty database", "db_restore", pg_params(pg_conn_params, empty, service="shop",
+                                                               source_database=database, store=local_store.params)),
+        task("clean restore", "db_restore", dict(common, force=True, replace="clean")),
+        task("swap restore", "db_restore", dict(common, force=True)),
+    ])
+    for name in ("into an empty database", "clean restore"):
+        msg = failed(run, name, "row counts differ", "was changed")
+        assert run.task(name)["result"]["changed"] is True, msg
+    assert pg_counts(pg_connect(empty))["public.customers"] == manifest["row_counts"]["public.customers"] - 1
+    # The swap checks the new database before the rename: the live one was not touched.
+    msg = failed(run, "swap restore", "row counts differ", "was not touched")
+    assert run.task("swap restore")["result"]["changed"] is False, msg
 
 
 def test_bad_numbers_are_refused_cleanly(local_store, tmp_path, pg_sample, pg_conn_params, run_tasks):
