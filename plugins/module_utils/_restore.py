@@ -605,6 +605,7 @@ def drop_stale_scratch(server):
 def _verify_in_postgres(store, manifest, server, assertions, report, jobs, tmp_dir):
     if server is None:
         raise ParameterError("verifying a postgresql backup needs PostgreSQL connection options (the scratch server)")
+    check_free_connections(server, "postgres", jobs, VerificationError)
     report["stale_scratch_dropped"] = drop_stale_scratch(server)
     scratch = scratch_name(manifest["database"])
     report["scratch_database"] = scratch

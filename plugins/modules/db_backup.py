@@ -216,6 +216,7 @@ from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 
+
 def main():
     module = AnsibleModule(
         argument_spec=merged(

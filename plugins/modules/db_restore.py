@@ -66,7 +66,7 @@ options:
     choices: [swap, clean]
     default: swap
   drop_previous:
-    description: 
+    description:
       - For O(replace=swap), drop the previous database right after a successful swap instead of keeping it.
     type: bool
     default: false

@@ -156,6 +156,8 @@ def test_bad_numbers_are_refused_cleanly(local_store, tmp_path, pg_sample, pg_co
         ("restore jobs 0", "db_restore", dict(pg, jobs=0), "at least 1"),
         ("verify jobs -1", "backup_verify", dict(pg, jobs=-1), "at least 1"),
         ("stop_timeout -5", "db_restore", dict(lite, force=True, stop_timeout=-5), "stop_timeout"),
+        ("sqlite path is a directory", "db_backup", dict(lite, path=str(tmp_path)), "is a directory"),
+        ("restore over a directory", "db_restore", dict(lite, path=str(tmp_path), force=True), "is a directory"),
     ]
     tasks = []
     for name, module, params, _fragment in cases:
@@ -168,6 +170,26 @@ def test_bad_numbers_are_refused_cleanly(local_store, tmp_path, pg_sample, pg_co
     assert local_store.keys() == [], "a refused backup wrote something"
 
 
+def test_listing_messages(tmp_path, local_store, run_tasks):
+    path = str(tmp_path / "app.db")
+    make_sqlite_sample(path, rows=3)
+    lite = {"service": "notes", "engine": "sqlite", "path": path, "store": local_store.params}
+    missing = {"type": "local", "path": str(tmp_path / "nowhere")}
+    run = run_tasks([
+        task("none yet", "backup_info", {"service": "notes", "store": local_store.params}),
+        task("missing store", "backup_info", {"service": "notes", "store": missing}),
+        task("backup 1", "db_backup", lite),
+        task("backup 2", "db_backup", lite),
+        task("all", "backup_info", {"service": "notes", "store": local_store.params}),
+        task("one database", "backup_info", {"service": "notes", "engine": "sqlite", "database": "app",
+                                             "store": local_store.params}),
+    ])
+    assert ok(run, "none yet")["msg"].startswith("no complete backups of notes in ")
+    assert "does not exist" in ok(run, "missing store")["msg"]
+    assert ok(run, "all")["msg"].startswith("latest of 2 complete backups of notes is ")
+    assert ok(run, "one database")["msg"].startswith("latest of 2 complete sqlite backups of notes database app is ")
+
+
 def test_verify_says_jobs_are_not_used_on_a_custom_format_backup(local_store, pg_sample, pg_conn_params, run_tasks):
     database, _conn, _expected = pg_sample
     common = pg_params(pg_conn_params, database, service="shop", store=local_store.params)
@@ -177,8 +199,8 @@ def test_verify_says_jobs_are_not_used_on_a_custom_format_backup(local_store, pg
     assert any("jobs 2 not used" in warning for warning in result.get("warnings", [])), result
 
 
-def test_verify_drops_scratch_databases_a_killed_verify_left(local_store, pg_sample, pg_conn_params, pg_connect,
-                                                              run_tasks):
+def test_verify_drops_scratch_databases_a_killed_verify_left(
+        local_store, pg_sample, pg_conn_params, pg_connect, run_tasks):
     database, _conn, _expected = pg_sample
     common = pg_params(pg_conn_params, database, service="shop", store=local_store.params)
     token = database[-6:]
