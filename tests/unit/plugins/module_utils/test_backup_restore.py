@@ -157,3 +157,52 @@ def test_stale_scratch_databases_only_old_unconnected_and_of_our_naming():
 def test_derived_names_fit_postgres():
     name = r._derived_name("x" * 63, "_pre_restore_20261123T120000Z")  # pylint: disable=protected-access
     assert len(name.encode()) == 63 and name.endswith("_pre_restore_20261123T120000Z")
+
+
+# --- the catalog of a real local store -------------------------------------------------------------
+
+def _put_backup(store, service, engine, database, stamp, source=None, with_manifest=True):
+    from ansible_collections.runbook.ops.plugins.module_utils import _manifest as m
+    backup_id = m.new_backup_id(engine, database, stamp)
+    key = "%s/%s.sqlite3" % (service, backup_id)
+    store.put_bytes(key, b"data")
+    manifest = {"format": m.MANIFEST_FORMAT, "version": 1, "id": backup_id, "service": service, "engine": engine,
+                "database": database, "object": key, "size": 4, "sha256": "0" * 64, "compression": "none",
+                "dump_format": "sqlite", "started": m.iso(stamp), "finished": m.iso(stamp), "row_counts": {}}
+    if source:
+        manifest["source"] = source
+    if with_manifest:
+        store.put_bytes(key + m.MANIFEST_SUFFIX, m.dump_manifest(manifest))
+    return backup_id
+
+
+def test_catalog_matches_exact_names_and_sources(tmp_path):
+    from ansible_collections.runbook.ops.plugins.module_utils._errors import RestoreError, VerificationError
+    from ansible_collections.runbook.ops.plugins.module_utils._store import LocalStore
+
+    store = LocalStore(str(tmp_path))
+    hour = datetime.timedelta(hours=1)
+    app_old = _put_backup(store, "notes", "sqlite", "app", NOW - 3 * hour, "/srv/app.db")
+    app_new = _put_backup(store, "notes", "sqlite", "app", NOW - 2 * hour, "/srv/app.db")
+    app_elsewhere = _put_backup(store, "notes", "sqlite", "app", NOW - 4 * hour, "/other/app.db")
+    dotted = _put_backup(store, "notes", "sqlite", "app.old", NOW - hour, "/srv/app.old.db")
+    underscored = _put_backup(store, "notes", "sqlite", "app_old", NOW - 5 * hour, "/srv/app_old.db")
+    legacy = _put_backup(store, "notes", "sqlite", "app", NOW - 6 * hour)  # a manifest older than "source"
+
+    app = b.BackupIdentity("notes", "sqlite", path="/srv/app.db")
+    assert [e.backup_id for e in b.matching_backups(store, app)] == [app_new, app_old, app_elsewhere, legacy]
+    assert [e.backup_id for e in b.matching_backups(store, app, "/srv/app.db")] == [app_new, app_old, legacy]
+    assert b.resolve_backup(store, app)[0].backup_id == app_new
+    old = b.BackupIdentity("notes", "sqlite", path="/srv/app.old.db")
+    assert b.resolve_backup(store, old)[0].backup_id == dotted
+    assert b.resolve_backup(store, b.BackupIdentity("notes", "sqlite", database="app_old"))[0].backup_id == underscored
+    with pytest.raises(VerificationError, match="source_database: app.old"):
+        b.resolve_backup(store, app, dotted, VerificationError)
+    with pytest.raises(RestoreError, match="no complete sqlite backup of nothing"):
+        b.resolve_backup(store, b.BackupIdentity("notes", "sqlite", database="nothing"))
+    listed = b.catalog_entries(store, "notes", "sqlite", "app.old")
+    assert [e.backup_id for e in listed] == [dotted]
+
+    spec = b.BackupSpec("notes", "sqlite", path="/srv/app.db", compression="none")
+    expired = b.expired_backups(store, spec, keep_last=1)
+    assert sorted(e.backup_id for e in expired) == sorted([app_old, legacy])
