@@ -58,6 +58,15 @@ class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
 
 
+class MissingLibraryError(RunbookError):
+    """A Python library the task needs is not installed on the managed host; modules turn it
+    into missing_required_lib(library)."""
+
+    def __init__(self, library, message=None):
+        super().__init__(message or "the Python library %s is required on the managed host" % library)
+        self.library = library
+
+
 class ContainerError(RunbookError):
     """The Docker engine could not be reached, or a container query is malformed."""
 

@@ -6,12 +6,20 @@
 A backup is a data object ``<service>/<id>.<ext>`` plus ``<service>/<id>.<ext>.manifest.json``,
 written last.  The id is ``<engine>-<database label>-<UTC stamp>-<6 hex>``: it sorts by time,
 names what it holds, and two backups taken in the same second never collide.
+
+The label is the database name itself when that is made of letters, digits and '_' only;
+any other name gets a readable part plus ``~`` and a hash of the exact name, so two names that
+differ only in punctuation (``app.old`` and ``app_old``, ``qa-x`` and ``qa_x``) never share a
+label.  The label only narrows a listing: which database a backup holds is the manifest's
+exact ``engine`` and ``database``, which restore, verification and retention check.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -24,7 +32,10 @@ MANIFEST_VERSION = 1
 ENGINES = ("postgresql", "sqlite", "volume")
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
-_ID_RE = re.compile(r"^(?P<engine>postgresql|sqlite|volume)-(?P<label>[A-Za-z0-9_]+)-(?P<stamp>\d{8}T\d{6}Z)-[0-9a-f]{6}$")
+_ID_RE = re.compile(r"(?P<engine>postgresql|sqlite|volume)-(?P<label>[A-Za-z0-9_]+(?:~[0-9a-f]{10})?)"
+                    r"-(?P<stamp>\d{8}T\d{6}Z)-[0-9a-f]{6}")
+_PLAIN_LABEL_RE = re.compile(r"[A-Za-z0-9_]{1,63}|[A-Za-z0-9_]{1,40}~[0-9a-f]{10}")  # a label is its own label
+_PLAIN_IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]*")
 _SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -52,10 +63,41 @@ def check_service(service):
     return service
 
 
-def database_label(database):
-    """The part of a backup id that names the database: safe in a file name, no '-'."""
+def legacy_label(database):
+    """The label of backups taken before labels were injective: punctuation mapped to '_'."""
     label = re.sub(r"[^A-Za-z0-9_]", "_", database)[:63]
     return label or "db"
+
+
+def database_label(database):
+    """The part of a backup id that names the database: safe in a file name, no '-', and
+    different for different names (the name itself, or a readable part + '~' + a hash)."""
+    if _PLAIN_LABEL_RE.fullmatch(database or ""):
+        return database
+    digest = hashlib.sha256((database or "").encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return "%s~%s" % (legacy_label(database or "")[:40], digest)
+
+
+def candidate_labels(database):
+    """Labels a backup of ``database`` may carry: today's, and the one of older backups."""
+    return {database_label(database), legacy_label(database)}
+
+
+def sqlite_database_name(path):
+    """The database name of a SQLite file: its file name without the last extension
+    (``/srv/app.db`` -> ``app``, ``app.v2.db`` -> ``app.v2``, ``app.old.db`` -> ``app.old``).
+    Every caller (db_backup, db_restore, backup_verify, backup_info) uses this one rule."""
+    base = os.path.basename(os.path.normpath(path or ""))
+    stem, _ext = os.path.splitext(base)
+    return stem or base
+
+
+def table_key(schema, table):
+    """The row-count key of a table: ``schema.table``, each part double-quoted (as SQL does)
+    unless it is a plain lower-case identifier, so ``"x.y".z`` and ``x."y.z"`` stay apart."""
+    def quoted(part):
+        return part if _PLAIN_IDENTIFIER_RE.fullmatch(part) else '"%s"' % part.replace('"', '""')
+    return "%s.%s" % (quoted(schema), quoted(table))
 
 
 def new_backup_id(engine, database, now=None):
@@ -65,7 +107,7 @@ def new_backup_id(engine, database, now=None):
 
 def parse_backup_id(backup_id):
     """(engine, label, stamp datetime) of a backup id; ParameterError if it is not one."""
-    match = _ID_RE.fullmatch(backup_id or "")  # fullmatch: '$' alone would accept a trailing newline
+    match = _ID_RE.fullmatch(backup_id or "")
     try:
         stamp = datetime.datetime.strptime(match.group("stamp"), STAMP_FORMAT) if match else None
     except ValueError:  # 20261399T..., not a date
@@ -145,6 +187,7 @@ class CatalogEntry:
     manifest_key: str = None
     modified: float = 0.0
     extra_keys: list = field(default_factory=list)
+    manifest: dict = None  # once read (exact database, source, ...)
 
     @property
     def complete(self):
@@ -157,7 +200,7 @@ class CatalogEntry:
         return {
             "id": self.backup_id,
             "engine": self.engine,
-            "database": self.label,
+            "database": self.manifest["database"] if self.manifest else self.label,
             "complete": self.complete,
             "created": iso(self.stamp),
             "age_seconds": int(self.age_seconds(now)),
@@ -169,8 +212,12 @@ class CatalogEntry:
 
 
 def catalog(objects, service, engine=None, database=None):
-    """Group a store listing into backups, newest first.  Objects that are not backups are ignored."""
-    label = database_label(database) if database else None
+    """Group a store listing into backups, newest first.  Objects that are not backups are ignored.
+
+    With ``database``, only backups whose label may name it are kept: a candidate list, since an
+    older backup's label may be shared by names that differ in punctuation.  The manifest's
+    ``database`` says which backups really hold it (see manifest_matches)."""
+    labels = candidate_labels(database) if database else None
     entries = {}
     for obj in objects:
         name = obj.key.rsplit("/", 1)[-1]
@@ -179,7 +226,7 @@ def catalog(objects, service, engine=None, database=None):
             entry_engine, entry_label, stamp = parse_backup_id(backup_id)
         except ParameterError:
             continue
-        if (engine and entry_engine != engine) or (label and entry_label != label):
+        if (engine and entry_engine != engine) or (labels and entry_label not in labels):
             continue
         entry = entries.setdefault(backup_id, CatalogEntry(backup_id, entry_engine, entry_label, stamp))
         entry.modified = max(entry.modified, obj.modified)
@@ -191,6 +238,15 @@ def catalog(objects, service, engine=None, database=None):
             entry.extra_keys.append(obj.key)
     # A manifest whose data object is gone is not a backup either: complete needs both.
     return sorted(entries.values(), key=lambda e: (e.stamp, e.modified, e.backup_id), reverse=True)
+
+
+def manifest_matches(manifest, engine, database, source=None):
+    """Whether a manifest describes a backup of exactly this engine and database (and, with
+    ``source``, of this SQLite file or PostgreSQL server; manifests older than the ``source``
+    field match any)."""
+    if manifest.get("engine") != engine or manifest.get("database") != database:
+        return False
+    return source is None or manifest.get("source") in (None, source)
 
 
 def select_expired(entries, keep_last=None, keep_days=None, now=None, protect=()):

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, ParameterError
+from ansible_collections.runbook.ops.plugins.module_utils._manifest import table_key
 
 try:
     import psycopg2
@@ -181,14 +182,16 @@ class PgServer:
         return next(iter(rows[0].values())) if rows and rows[0] else None
 
 
-def count_rows(cur):
-    """Exact row count of every user table, keyed 'schema.table'."""
-    cur.execute(USER_TABLES_SQL)
-    tables = cur.fetchall()
+def count_rows(cur, tables=None):
+    """Exact row count of every user table (or of ``tables``, (schema, table) pairs), keyed by
+    _manifest.table_key: 'schema.table' with a part quoted when it is not a plain identifier."""
+    if tables is None:
+        cur.execute(USER_TABLES_SQL)
+        tables = cur.fetchall()
     counts = {}
     for schema, table in tables:
         cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
-        counts["%s.%s" % (schema, table)] = cur.fetchone()[0]
+        counts[table_key(schema, table)] = cur.fetchone()[0]
     return counts
 
 

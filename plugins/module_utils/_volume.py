@@ -81,7 +81,7 @@ class VolumeSource:
         self.path = path
         self.docker_cli = docker_cli or "docker"
         name = label or volume or os.path.basename(path)
-        self.label = manifests.database_label(name)
+        self.label = manifests.legacy_label(name)  # the label is the catalog's database name of a volume
         self._directory = path
 
     @property

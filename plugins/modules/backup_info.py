@@ -28,8 +28,16 @@ options:
     type: str
     choices: [postgresql, sqlite, volume]
   database:
-    description: Only backups of this database (PostgreSQL name, or SQLite name such as C(app) for C(app.db)).
+    description:
+      - Only backups of exactly this database (PostgreSQL name, or SQLite name such as C(app) for C(app.db)),
+        as their manifests name it; databases whose names differ only in punctuation are told apart.
     type: str
+  path:
+    description:
+      - Only backups of the SQLite database file at this path; its database name is the file name without its
+        last extension (C(app.v2.db) is C(app.v2)), the rule M(runbook.ops.db_backup) uses. Mutually exclusive
+        with O(database).
+    type: path
   max_age:
     description:
       - RPO. The latest complete backup must be younger than this. Seconds, or a duration such as V(1h), V(26h).
@@ -138,6 +146,11 @@ latest_age_seconds:
   returned: always
   type: int
   sample: 3600
+database:
+  description: The database the listing was narrowed to (O(database), or the name derived from O(path)).
+  returned: always
+  type: str
+  sample: app.v2
 rpo_ok:
   description: Whether the newest complete backup is within O(max_age) (true when no O(max_age)).
   returned: always
@@ -150,10 +163,13 @@ count:
   sample: {"complete": 30, "incomplete": 1}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+import os
 
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
-from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, RunbookError
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 
@@ -165,46 +181,57 @@ def main():
             service={"type": "str", "required": True},
             engine={"type": "str", "choices": list(manifests.ENGINES)},
             database={"type": "str"},
+            path={"type": "path"},
             max_age={"type": "str"},
             max_age_action={"type": "str", "choices": ["fail", "warn"], "default": "fail"},
             with_manifest={"type": "bool", "default": True},
         ),
+        mutually_exclusive=[["database", "path"]],
         supports_check_mode=True,
     )
     params = module.params
     try:
+        backups.require_libraries(store_type=params["store"]["type"])
         service = manifests.check_service(params["service"])
+        database = params["database"] or (manifests.sqlite_database_name(params["path"]) if params["path"] else None)
         max_age = manifests.parse_duration(params["max_age"], "max_age")
         store = store_from_params(params["store"])
         now = manifests.utcnow()
-        entries = manifests.catalog(store.list(service + "/"), service, params["engine"], params["database"])
+        entries = backups.catalog_entries(store, service, params["engine"], database)
         latest_entry = manifests.find_entry(entries)
         latest = None
         if latest_entry:
             latest = latest_entry.describe(now)
             if params["with_manifest"]:
-                latest["details"] = manifests.load_manifest(store.read_bytes(latest_entry.manifest_key),
-                                                            store.location(latest_entry.manifest_key))
+                latest["details"] = backups.entry_manifest(store, latest_entry)
+    except MissingLibraryError as exc:
+        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
         module.fail_json(msg=str(exc), **exc.details)
 
     latest_age = latest["age_seconds"] if latest else None
     rpo_ok = max_age is None or (latest is not None and latest_age <= max_age)
+    complete = sum(e.complete for e in entries)
     result = {
         "backups": [entry.describe(now) for entry in entries],
         "latest": latest,
         "latest_age_seconds": latest_age,
         "rpo_ok": rpo_ok,
-        "count": {"complete": sum(e.complete for e in entries), "incomplete": sum(not e.complete for e in entries)},
+        "database": database,
+        "count": {"complete": complete, "incomplete": sum(not e.complete for e in entries)},
         "changed": False,
     }
-    what = "%s backups of %s%s" % (
-        params["engine"] or "all", service, " database %s" % params["database"] if params["database"] else "")
+    what = "%sbackups of %s%s" % ("%s " % params["engine"] if params["engine"] else "", service,
+                                  " database %s" % database if database else "")
     if latest is None:
         summary = "no complete %s in %s" % (what, store.location(service + "/"))
+        missing_root = getattr(store, "root", None)
+        if missing_root and not os.path.isdir(missing_root):
+            summary += " (the store directory %s does not exist)" % missing_root
     else:
-        summary = "latest of %d complete %s is %s, %s old" % (result["count"]["complete"], what, latest["id"],
-                                                              latest["age"])
+        summary = "latest of %d complete %s is %s, %s old" % (complete, what if complete != 1 else
+                                                              what.replace("backups", "backup", 1),
+                                                              latest["id"], latest["age"])
     if not rpo_ok:
         summary = "RPO missed: %s (max_age %s)" % (summary, manifests.human_duration(max_age))
         if params["max_age_action"] == "fail":

@@ -16,7 +16,13 @@ description:
     C(PRAGMA integrity_check)), and compares every table's row count with the manifest.
   - Runs the O(assertions) (read-only SQL whose first value must equal the expected one) in the scratch copy.
   - Measures the restore time against O(max_restore_seconds) (RTO) and the backup's age against O(max_age) (RPO).
-  - The scratch database or file is always removed, also when a check or the restore fails.
+  - The scratch database or file is always removed, also when a check or the restore fails. A PostgreSQL scratch
+    database that a killed verification left behind (named C(rbops_verify_<name>_<UTC stamp>_<hex>), older than a
+    day and with nobody connected) is dropped by the next verification on the same server.
+  - Refuses a backup whose manifest names another engine or database than the one asked for (a backup id of
+    another database, for example); O(source_database) names the database a backup was taken of.
+  - Tables a backup holds without their rows (C(pg_dump_options) such as C(--exclude-table-data)) are listed in the
+    report and not compared.
   - Any failed check fails the task with a message naming the table or check; the full report is returned
     either way.
 author: runbook.ops contributors (!UNKNOWN)
@@ -58,8 +64,15 @@ options:
   max_restore_seconds:
     description: RTO. Fail when the restore takes longer than this many seconds.
     type: float
+  source_database:
+    description:
+      - The database the backup was taken of, when it differs from O(database) or the name of O(path); backups
+        whose manifest names another database are refused.
+    type: str
   jobs:
-    description: Parallel C(pg_restore) jobs for directory-format backups.
+    description:
+      - Parallel C(pg_restore) jobs for directory-format backups; at least 1.
+      - A custom-format backup is restored from a stream with one job; the module then warns that O(jobs) was not used.
     type: int
     default: 1
 attributes:
@@ -168,12 +181,12 @@ report:
       sample: []
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
 from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, ParameterError, RunbookError
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
@@ -192,6 +205,7 @@ def main():
             max_age={"type": "str"},
             max_restore_seconds={"type": "float"},
             jobs={"type": "int", "default": 1},
+            source_database={"type": "str"},
         ),
         required_if=[["engine", "postgresql", ["database"]]],
         required_one_of=[["database", "path"]],
@@ -203,18 +217,23 @@ def main():
         max_age = manifests.parse_duration(params["max_age"], "max_age")
         if params["max_restore_seconds"] is not None and params["max_restore_seconds"] <= 0:
             raise ParameterError("max_restore_seconds must be positive")
+        backups.require_libraries(params["engine"], params["store"]["type"])
+        backups.check_jobs(params["jobs"])
         server = pg_server(params)
-        spec = backups.BackupSpec(params["service"], params["engine"], database=params["database"],
-                                  path=params["path"], server=server,
-                                  dump_format=("directory" if params["jobs"] > 1 else None)
-                                  if params["engine"] == "postgresql" else None,
-                                  jobs=params["jobs"], tmp_dir=params["tmp_dir"])
+        identity = backups.BackupIdentity(params["service"], params["engine"],
+                                          database=params["source_database"] or params["database"],
+                                          path=params["path"])
         store = store_from_params(params["store"])
-        report = restores.verify_backup(store, spec, server, backup_id=params["backup_id"],
+        report = restores.verify_backup(store, identity, server, backup_id=params["backup_id"],
                                         assertions=params["assertions"], max_age=max_age,
-                                        max_restore_seconds=params["max_restore_seconds"])
+                                        max_restore_seconds=params["max_restore_seconds"], jobs=params["jobs"],
+                                        tmp_dir=params["tmp_dir"])
+    except MissingLibraryError as exc:
+        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
         module.fail_json(msg=str(exc), **exc.details)
+    for note in report["notes"]:
+        module.warn(note)
     module.exit_json(changed=False, report=report,
                      msg="backup %s verified: checksum ok, %d tables match, %d assertions pass, restored in %.1fs, "
                          "%s old" % (report["backup_id"], len(report["tables"]), len(report["assertions"]),

@@ -36,7 +36,11 @@ options:
     choices: [custom, directory]
     default: custom
   jobs:
-    description: Parallel C(pg_dump) jobs, for O(format=directory) only.
+    description:
+      - Parallel C(pg_dump) jobs, for O(format=directory) only; at least 1.
+      - At most four per CPU of the managed host (and never more than 64), and refused when the
+        C(jobs + 1) connections would leave the server fewer than a tenth of C(max_connections) (at least 3) free
+        for its other clients.
     type: int
     default: 1
   compression:
@@ -46,17 +50,28 @@ options:
     choices: [zstd, gzip, none]
     default: zstd
   compression_level:
-    description: Compression level; defaults to 3 for zstd and 6 for gzip.
+    description:
+      - Compression level; defaults to 3 for zstd and 6 for gzip.
+      - 1 to 22 for zstd, 1 to 9 for gzip; refused with O(compression=none). Checked in check mode too.
     type: int
   pg_dump_options:
     description:
       - Extra C(pg_dump) arguments, for example C(--exclude-table-data=audit_log).
-      - Options that change the output format or destination are refused.
+      - Options that change the output format or destination, and C(--schema-only), are refused.
+      - Table and schema selection (C(-t)/C(--table), C(-T)/C(--exclude-table), C(--exclude-table-data),
+        C(-n)/C(--schema), C(-N)/C(--exclude-schema)) is resolved in the dump's snapshot as C(pg_dump) resolves
+        it. The manifest then counts only the tables whose rows the dump holds, lists the tables dumped without
+        their rows in C(data_excluded) and records the selection in C(pg_dump_selection); verification and
+        restore compare only the counted tables.
     type: list
     elements: str
     default: []
   keep_last:
-    description: Retention. Keep at least this many newest complete backups of this service and database.
+    description:
+      - Retention. Keep at least this many newest complete backups of this service and database.
+      - Retention only ever deletes complete backups whose manifest names exactly this engine and database and the
+        same source (the same SQLite file, or the same PostgreSQL host and port); backups of other databases whose
+        names differ only in punctuation, or taken from another file or server, are never touched.
     type: int
   keep_days:
     description:
@@ -158,9 +173,23 @@ backup:
       type: float
       sample: 12.4
     row_counts:
-      description: Exact rows per table in the backup, keyed C(schema.table) (PostgreSQL) or table name (SQLite).
+      description:
+        - Exact rows per table in the backup, keyed C(schema.table) (PostgreSQL) or table name (SQLite).
+        - A schema or table name that is not a plain lower-case identifier is double-quoted as in SQL
+          (C("Sales".orders), C("x.y".z)), so different tables never share a key.
       type: dict
       sample: {"public.items": 1200, "public.jobs": 42}
+    data_excluded:
+      description: Tables the dump holds without their rows (from O(pg_dump_options)); not in RV(backup.row_counts).
+      type: list
+      elements: str
+      returned: when O(pg_dump_options) select tables or schemas
+      sample: ["public.audit_log"]
+    source:
+      description: The database backed up, C(host:port/database) or the SQLite file; retention only deletes
+        backups of the same source.
+      type: str
+      sample: 127.0.0.1:5432/app
     server_version:
       description: Version of the database server (or of the SQLite library).
       type: str
@@ -182,24 +211,10 @@ import os
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, ParameterError, RunbookError
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
-from ansible_collections.runbook.ops.plugins.module_utils._streams import zstandard
-
-# Options that would change what pg_dump writes where; the module owns those.
-FORBIDDEN_PG_DUMP_OPTIONS = ("-f", "--file", "-F", "--format", "-Z", "--compress", "-j", "--jobs", "--snapshot",
-                             "-d", "--dbname", "-h", "--host", "-p", "--port", "-U", "--username", "-W", "--password")
-
-
-def check_pg_dump_options(options):
-    for option in options:
-        name = option.split("=", 1)[0]
-        if name in FORBIDDEN_PG_DUMP_OPTIONS or (len(name) > 2 and name[:2] in FORBIDDEN_PG_DUMP_OPTIONS
-                                                 and not name.startswith("--")):
-            raise ParameterError("pg_dump_options may not contain %s: the module sets format, compression, output "
-                                 "and connection itself" % name)
 
 
 def main():
@@ -218,13 +233,11 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params["compression"] == "zstd" and zstandard is None:
-        module.fail_json(msg=missing_required_lib("zstandard"))
     try:
+        backups.require_libraries(params["engine"], params["store"]["type"], params["compression"])
         for name in ("keep_last", "keep_days"):
             if params[name] is not None and params[name] < (1 if name == "keep_last" else 0):
                 raise ParameterError("%s must be at least %d" % (name, 1 if name == "keep_last" else 0))
-        check_pg_dump_options(params["pg_dump_options"])
         if params["tmp_dir"] and not os.path.isdir(params["tmp_dir"]):
             raise ParameterError("tmp_dir %s is not a directory" % params["tmp_dir"])
         spec = backups.BackupSpec(
@@ -245,6 +258,8 @@ def main():
         expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"],
                                           protect={manifest["id"]})
         deleted = backups.delete_backups(store, expired)
+    except MissingLibraryError as exc:
+        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     module.exit_json(changed=True, backup=manifest, deleted=deleted,

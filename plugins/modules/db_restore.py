@@ -13,9 +13,14 @@ description:
   - Restores the latest complete backup of a service's database, or the one named by O(backup_id).
   - Before anything is changed the backup must match its manifest (size and sha256); a backup without a
     manifest, truncated, or with a single flipped byte is refused.
-  - PostgreSQL with C(pg_restore) into an existing database (with C(--clean --if-exists)), or into a database
-    it creates with O(create_database). With O(single_transaction) (the default) a restore that fails changes
-    nothing; a database this module created is dropped again when the restore fails.
+  - PostgreSQL with C(pg_restore). An empty target is restored into directly, a missing one is created with
+    O(create_database) (and dropped again when the restore fails). A non-empty target needs O(force=true) and is
+    replaced as O(replace) says; see there for what each mode leaves behind and the privileges it needs.
+  - With O(single_transaction) (the default) a C(pg_restore) that fails changes nothing. A restore that fails
+    after it changed the live database (without a single transaction, or when the row counts differ after the
+    commit) returns C(changed=true) and says so in its message.
+  - The backup must be one of the database being restored (the manifest's engine and database); a backup of
+    another database, for example given by O(backup_id), is refused unless O(source_database) names it.
   - SQLite by decompressing into a new file beside the target, checking it (integrity and row counts), then
     atomically replacing the target; the previous file is kept as C(<path>.pre-restore-<stamp>).
   - Refuses to restore over a non-empty database unless O(force=true).
@@ -36,9 +41,35 @@ options:
     description: For O(engine=sqlite), the database file to restore (replace).
   source_database:
     description:
-      - Database whose backups to restore, when it is not the target O(database), for example to restore
-        C(app) into C(app_restored).
+      - Database whose backups to restore, when it is not the target O(database) (or, for SQLite, the name of
+        O(path)), for example to restore C(app) into C(app_restored).
+      - A backup whose manifest names another database than this one is refused.
     type: str
+  replace:
+    description:
+      - For PostgreSQL, how a non-empty target is replaced (with O(force=true)).
+      - V(swap) (the default) restores into a new database C(<database>_rbops_new_<hex>) on the same server, compares
+        its row counts with the manifest, then blocks new connections to the live database, ends its sessions,
+        renames it to C(<database>_pre_restore_<UTC stamp>) and renames the new one into its place. Everything the
+        backup does not hold is gone from the live database (tables, large objects, functions created later) and
+        is still in the previous database, which is kept until you drop it (or O(drop_previous=true)). If anything
+        fails before the rename, the live database was not touched. Needs CREATEDB and ownership of the database
+        (or a superuser), ending other sessions needs the same role, C(pg_signal_backend) or a superuser, and the
+        server needs room for a second copy. The new database belongs to the old one's owner; database-level
+        privileges (C(GRANT ... ON DATABASE)) and settings (C(ALTER DATABASE ... SET)) are not copied; the module
+        warns when the previous database had any.
+      - V(clean) runs C(pg_restore --clean --if-exists) over the live database (in one transaction with
+        O(single_transaction)). It drops and recreates only the objects the backup holds; objects that are not
+        in the backup (a table or large object created after it) stay, and RV(not_removed) lists the tables among
+        them. Needs only the privileges the objects' owners have; no second copy.
+    type: str
+    choices: [swap, clean]
+    default: swap
+  drop_previous:
+    description:
+      - For O(replace=swap), drop the previous database right after a successful swap instead of keeping it.
+    type: bool
+    default: false
   backup_id:
     description: Backup to restore. Defaults to the newest complete backup.
     type: str
@@ -62,7 +93,9 @@ options:
     type: bool
     default: false
   jobs:
-    description: Parallel C(pg_restore) jobs, for directory-format backups (needs O(single_transaction=false)).
+    description:
+      - Parallel C(pg_restore) jobs, for directory-format backups (needs O(single_transaction=false)); at least 1,
+        at most four per CPU (and 64), and refused when the server has too few free connections.
     type: int
     default: 1
   keep_previous:
@@ -86,7 +119,7 @@ options:
     type: list
     elements: str
   stop_timeout:
-    description: Seconds to wait for the writer lock after O(stop_command).
+    description: Seconds to wait for the writer lock after O(stop_command); 0 or more.
     type: int
     default: 30
   check_mode_checksum:
@@ -112,7 +145,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Restore the latest backup of app over the live database (writers already stopped)
+- name: Replace the live database app by its latest backup (swap; the old one is kept as app_pre_restore_<stamp>)
   runbook.ops.db_restore:
     service: app
     engine: postgresql
@@ -202,6 +235,32 @@ duration_seconds:
   returned: success, not in check mode
   type: float
   sample: 8.2
+mode:
+  description:
+    - For PostgreSQL, what the restore did (or would do), V(swap) or V(clean) (see O(replace)) over a non-empty
+      database, V(into_empty) into an existing empty one, V(create) into a database it created.
+  returned: when engine is postgresql
+  type: str
+  sample: swap
+previous_database:
+  description: For O(replace=swap), the database the live one was renamed to and kept (V(null) when dropped).
+  returned: when engine is postgresql
+  type: str
+  sample: app_pre_restore_20261123T101500Z
+not_removed:
+  description:
+    - For PostgreSQL, tables in the restored database that the backup does not hold (left by O(replace=clean)).
+      Other objects outside the backup (functions, large objects) are not listed but are not removed either.
+  returned: when engine is postgresql and not in check mode
+  type: list
+  elements: str
+  sample: ["public.created_after_the_backup"]
+data_excluded:
+  description: Tables the backup holds without their rows (C(pg_dump_options)); not compared.
+  returned: when engine is postgresql
+  type: list
+  elements: str
+  sample: []
 created_database:
   description: For PostgreSQL, whether the target database was (or would be) created.
   returned: when engine is postgresql
@@ -219,11 +278,11 @@ writer_stopped:
   sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, ParameterError, RunbookError
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
@@ -237,6 +296,8 @@ def main():
             backup_id={"type": "str"},
             force={"type": "bool", "default": False},
             create_database={"type": "bool", "default": False},
+            replace={"type": "str", "choices": list(restores.REPLACE_MODES), "default": "swap"},
+            drop_previous={"type": "bool", "default": False},
             single_transaction={"type": "bool", "default": True},
             no_owner={"type": "bool", "default": False},
             jobs={"type": "int", "default": 1},
@@ -252,35 +313,46 @@ def main():
     )
     params = module.params
     try:
+        backups.require_libraries(params["engine"], params["store"]["type"])
+        backups.check_jobs(params["jobs"])
         if params["jobs"] > 1 and params["single_transaction"]:
             raise ParameterError("jobs > 1 needs single_transaction: false (pg_restore cannot do both)")
         store = store_from_params(params["store"])
         server = pg_server(params)
         if params["engine"] == "postgresql":
-            spec = backups.BackupSpec(params["service"], "postgresql",
-                                      database=params["source_database"] or params["database"], server=server,
-                                      dump_format="directory" if params["jobs"] > 1 else "custom",
-                                      jobs=params["jobs"], tmp_dir=params["tmp_dir"])
+            identity = backups.BackupIdentity(params["service"], "postgresql",
+                                              database=params["source_database"] or params["database"])
             result = restores.restore_postgres_database(
-                store, spec, server, params["database"], backup_id=params["backup_id"],
-                create_database=params["create_database"], force=params["force"],
-                single_transaction=params["single_transaction"], no_owner=params["no_owner"],
+                store, identity, server, params["database"], backup_id=params["backup_id"],
+                create_database=params["create_database"], force=params["force"], replace=params["replace"],
+                drop_previous=params["drop_previous"], single_transaction=params["single_transaction"],
+                no_owner=params["no_owner"], jobs=params["jobs"], tmp_dir=params["tmp_dir"],
                 check_mode=module.check_mode, check_mode_checksum=params["check_mode_checksum"])
         else:
-            spec = backups.BackupSpec(params["service"], "sqlite", path=params["path"],
-                                      database=params["source_database"] or params["database"],
-                                      tmp_dir=params["tmp_dir"])
+            identity = backups.BackupIdentity(params["service"], "sqlite", path=params["path"],
+                                              database=params["source_database"] or params["database"])
             result = restores.restore_sqlite_file(
-                store, spec, params["path"], backup_id=params["backup_id"], force=params["force"],
+                store, identity, params["path"], backup_id=params["backup_id"], force=params["force"],
                 keep_previous=params["keep_previous"], lock_path=params["lock_file"],
                 stop_command=params["stop_command"], start_command=params["start_command"],
                 stop_timeout=params["stop_timeout"], check_mode=module.check_mode,
                 check_mode_checksum=params["check_mode_checksum"])
+    except MissingLibraryError as exc:
+        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     verb = "would restore" if module.check_mode else "restored"
-    module.exit_json(changed=True, msg="%s backup %s into %s" % (verb, result["backup"]["id"], result["target"]),
-                     **result)
+    msg = "%s backup %s into %s" % (verb, result["backup"]["id"], result["target"])
+    if result.get("mode") == "swap":
+        msg += (" by swapping in a new database; the previous one %s %s" % (
+            "would be" if module.check_mode else "is", "kept as %s" % result["previous_database"]
+            if result["previous_database"] else "dropped"))
+    elif result.get("mode") == "clean":
+        msg += (" with pg_restore --clean over the live database: objects that are not in the backup were not removed%s"
+                % (" (tables: %s)" % ", ".join(result["not_removed"]) if result.get("not_removed") else ""))
+    for note in result.get("not_carried_over", []):
+        module.warn("not carried over to the restored database: %s" % note)
+    module.exit_json(changed=True, msg=msg, **result)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def test_bad_parameters(pg_conn_params, tmp_path, run_tasks):
         ("negative keep_days", "db_backup", dict(lite, keep_days=-3), ["keep_days must be at least 0"]),
         ("pg_dump --file", "db_backup", dict(pg, pg_dump_options=["--file=/tmp/elsewhere"]), ["--file"]),
         ("pg_dump -f", "db_backup", dict(pg, pg_dump_options=["-f/tmp/elsewhere"]), ["-f"]),
-        ("jobs with custom format", "db_backup", dict(pg, jobs=2), ["jobs > 1 needs format: directory"]),
+        ("jobs with custom format", "db_backup", dict(pg, jobs=2), ["jobs 2 needs format: directory"]),
         ("path traversal id", "db_restore", dict(lite, backup_id="../../etc/passwd", path=source + ".new"),
          ["malformed backup id", "../../etc/passwd"]),
         ("short id", "db_restore", dict(lite, backup_id="foo", path=source + ".new"), ["malformed backup id", "foo"]),

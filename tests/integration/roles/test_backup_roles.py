@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import stat
 
 import pytest
@@ -186,6 +188,42 @@ def test_postgresql_with_command_writer(managed_service, playbook, pg_conn_param
     assert restored["row_counts"]["public.items"] == 7 and restored["safety_backup"]
     (safety,) = service.manifests("app-pre-restore")
     assert safety["row_counts"]["public.items"] == 0
+    # The default replace mode swapped databases and kept the previous one (with no items) until dropped.
+    previous = restored["previous_database"]
+    assert restored["mode"] == "swap" and previous.startswith(pg_database + "_pre_restore_")
+    assert "previous database kept as %s" % previous in restore.output
+    try:
+        with pg_connect(previous).cursor() as cur:
+            cur.execute("SELECT count(*) FROM items")
+            assert cur.fetchone()[0] == 0
+    finally:
+        with pg_connect("postgres").cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % previous)
+
+
+def test_backup_role_checks_the_backup_it_wrote_not_the_latest(playbook, tmp_path):
+    """Another backup of the same database finishing in between (here: one stamped in the future, as a
+    concurrent run or a skewed clock leaves) must not make the role fail."""
+    db_path = tmp_path / "app.db"
+    conn = sqlite3.connect(str(db_path))
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+    conn.execute("INSERT INTO items VALUES (1), (2)")
+    conn.commit()
+    conn.close()
+    store = tmp_path / "store"
+    host_vars = {"backup_service": "notes", "backup_engine": "sqlite", "backup_path": str(db_path),
+                 "backup_store": {"type": "local", "path": str(store)}}
+    assert_ok(playbook("backup.yml", host_vars))
+    (first,) = [name for name in os.listdir(store / "notes") if name.endswith(".manifest.json")]
+    manifest = json.loads((store / "notes" / first).read_text())
+    later_id = re.sub(r"\d{8}T\d{6}Z", "29991231T235959Z", manifest["id"])
+    later_object = manifest["object"].replace(manifest["id"], later_id)
+    (store / later_object).write_bytes((store / manifest["object"]).read_bytes())
+    (store / (later_object + ".manifest.json")).write_text(json.dumps(dict(manifest, id=later_id, object=later_object)))
+
+    run = playbook("backup.yml", host_vars)
+    assert_ok(run)
+    assert custom_stats(run, "runbook_backup")["id"] != later_id
 
 
 def test_compose_writer_v1_is_detected_and_used(managed_service, playbook, tmp_path):
@@ -231,6 +269,15 @@ def service_ctl():
      "an absolute backup_path to the SQLite file for engine sqlite"),
     ("backup.yml", {"backup_service": "app", "backup_engine": "postgresql", "backup_database": "app",
                     "backup_store": {"type": "s3"}}, "backup_store needs type 'local' with an absolute path, or type 's3' with a bucket"),
+    ("restore.yml", {"restore_service": "app", "restore_engine": "sqlite", "restore_path": "/tmp/app.db",
+                     "restore_store": {"type": "s3"}},
+     "restore: restore_store needs type 'local' with an absolute path, or type 's3' with a bucket"),
+    ("verify_backups.yml", {"backup_verify_service": "app", "backup_verify_engine": "sqlite",
+                            "backup_verify_database": "app", "backup_verify_store": {"type": "local", "path": "tmp"}},
+     "backup_verify: backup_verify_store needs type 'local' with an absolute path"),
+    ("restore.yml", {"restore_service": "app", "restore_engine": "postgresql", "restore_database": "app",
+                     "restore_store": {"type": "local", "path": "/tmp"}, "restore_replace": "drop"},
+     "value of restore_replace must be one of: swap, clean, got: drop"),
     ("verify_backups.yml", {"backup_verify_service": "app", "backup_verify_engine": "postgresql",
                             "backup_verify_store": {"type": "local", "path": "/tmp"}}, "and backup_verify_database"),
     ("restore.yml", {"restore_service": "app", "restore_engine": "sqlite", "restore_path": "/tmp/app.db",

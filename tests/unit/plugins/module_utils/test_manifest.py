@@ -27,9 +27,10 @@ def test_new_backup_id_round_trips_and_is_unique():
     first = m.new_backup_id("postgresql", "app-db.prod", NOW)
     second = m.new_backup_id("postgresql", "app-db.prod", NOW)
     assert first != second
-    assert first.startswith("postgresql-app_db_prod-20261123T120000Z-")
-    engine, label, when = m.parse_backup_id(first)
-    assert (engine, label, when) == ("postgresql", "app_db_prod", NOW)
+    label = m.database_label("app-db.prod")
+    assert first.startswith("postgresql-%s-20261123T120000Z-" % label)
+    engine, parsed_label, when = m.parse_backup_id(first)
+    assert (engine, parsed_label, when) == ("postgresql", label, NOW)
 
 
 def test_ids_sort_by_time():
@@ -47,10 +48,51 @@ def test_parse_backup_id_rejects(bad):
 
 
 def test_database_label_is_safe():
-    assert m.database_label("my-app.db") == "my_app_db"
-    assert m.database_label("x" * 100) == "x" * 63
-    assert m.database_label("") == "db"
-    assert "/" not in m.database_label("../../etc")
+    assert m.database_label("my-app.db").startswith("my_app_db~")
+    assert m.database_label("x" * 63) == "x" * 63
+    assert m.database_label("x" * 100).startswith("x" * 40 + "~")
+    assert m.legacy_label("") == "db"
+    for name in ("../../etc", "a/b", "ü", "a b", "a-b"):
+        label = m.database_label(name)
+        assert "/" not in label and "-" not in label and "." not in label
+        m.parse_backup_id("sqlite-%s-20261123T120000Z-abcdef" % label)
+
+
+@pytest.mark.parametrize("first, second", [("app.db", "app_db"), ("app.old", "app_old"), ("qa_lbl-x", "qa_lbl_x"),
+                                           ("qa_lbl-x", "qa_lbl.x"), ("x" * 64, "x" * 65), ("a.b", "a-b")])
+def test_database_label_is_injective(first, second):
+    assert m.database_label(first) != m.database_label(second)
+
+
+def test_plain_names_keep_their_label_so_old_backups_stay_found():
+    assert m.database_label("app") == "app" == m.legacy_label("app")
+    assert m.candidate_labels("qa_lbl-x") == {m.database_label("qa_lbl-x"), "qa_lbl_x"}
+    assert m.database_label(m.database_label("qa-x")) == m.database_label("qa-x")
+
+
+@pytest.mark.parametrize("path, name", [("/srv/app.db", "app"), ("/srv/app.old.db", "app.old"),
+                                        ("/srv/app.v2.db", "app.v2"), ("/srv/app", "app"), ("/srv/.hidden", ".hidden"),
+                                        ("relative/x.sqlite3", "x")])
+def test_sqlite_database_name(path, name):
+    assert m.sqlite_database_name(path) == name
+
+
+def test_table_keys_are_injective_and_plain_names_unchanged():
+    assert m.table_key("public", "items") == "public.items"
+    assert m.table_key("x.y", "z") == '"x.y".z'
+    assert m.table_key("x", "y.z") == 'x."y.z"'
+    assert m.table_key("Sales", 'a"b') == '"Sales"."a""b"'
+    assert len({m.table_key("x.y", "z"), m.table_key("x", "y.z")}) == 2
+
+
+def test_manifest_matches_exact_engine_database_and_source():
+    manifest = {"engine": "sqlite", "database": "app", "source": "/srv/app.db"}
+    assert m.manifest_matches(manifest, "sqlite", "app")
+    assert m.manifest_matches(manifest, "sqlite", "app", "/srv/app.db")
+    assert not m.manifest_matches(manifest, "sqlite", "app", "/other/app.db")
+    assert not m.manifest_matches(manifest, "sqlite", "app.old")
+    assert not m.manifest_matches(manifest, "postgresql", "app")
+    assert m.manifest_matches({"engine": "sqlite", "database": "app"}, "sqlite", "app", "/srv/app.db")
 
 
 @pytest.mark.parametrize("service", ["app", "s3desk", "a.b-c_d", "A1"])
