@@ -6,6 +6,10 @@ a module's main() catches RunbookError once and turns it into fail_json(msg=...)
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+
 
 class RunbookError(Exception):
     """Base of every error the collection raises on purpose.
@@ -52,3 +56,37 @@ class LockError(RunbookError):
 
 class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived.  A KeyboardInterrupt, so it unwinds exactly like Ctrl-C: every ``finally``
+    and ``except BaseException`` cleanup runs (temp files, partial objects, multipart uploads,
+    child processes, snapshot transactions, scratch databases)."""
+
+
+def handle_termination():
+    """Call first in a module's main(): turn SIGTERM (``timeout``, systemd, an AWX job cancel,
+    ``kill``) into ``Terminated``, and report an interruption as a plain failure, not a traceback.
+
+    A second SIGTERM while the first one's cleanup runs is ignored (SIGKILL still ends the
+    process).  The ignoring handler is a Python one, so child processes started during cleanup
+    get the default SIGTERM action back when they exec.
+    """
+    def ignore(_signum, _frame):
+        pass
+
+    def terminate(signum, _frame):
+        signal.signal(signal.SIGTERM, ignore)
+        raise Terminated("terminated by signal %d (SIGTERM)" % signum)
+
+    def report(kind, value, traceback):
+        if not issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, traceback)
+            return
+        what = "terminated (SIGTERM)" if issubclass(kind, Terminated) else "interrupted (SIGINT)"
+        print(json.dumps({"failed": True, "msg": "%s before the task finished; the cleanup of the "
+                                                 "interrupted step ran" % what}))
+        sys.stdout.flush()
+
+    signal.signal(signal.SIGTERM, terminate)
+    sys.excepthook = report

@@ -182,7 +182,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
@@ -203,6 +203,7 @@ def check_pg_dump_options(options):
 
 
 def main():
+    handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec=merged(
             BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS,

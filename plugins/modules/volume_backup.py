@@ -180,13 +180,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 from ansible_collections.runbook.ops.plugins.module_utils._streams import zstandard
 
 
 def main():
+    handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec=merged(
             STORE_OPTIONS, VOLUME_SOURCE_OPTIONS,

@@ -182,12 +182,13 @@ duration_seconds:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
-from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 
 
 def main():
+    handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec=merged(
             STORE_OPTIONS, VOLUME_SOURCE_OPTIONS,
