@@ -18,6 +18,7 @@ import tempfile
 import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
+from ansible_collections.runbook.ops.plugins.module_utils import _pg_dump as pg_dump
 from ansible_collections.runbook.ops.plugins.module_utils import _postgres as postgres
 from ansible_collections.runbook.ops.plugins.module_utils import _sqlite as sqlite
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
@@ -206,14 +207,14 @@ def stream_process_to_store(store, key, process, spec, reader=None):
 def _dump_postgres(store, spec, key):
     server = spec.server
     tool_version = server.tool_version("pg_dump")
-    with server.client_env() as env, postgres.Snapshot(server, spec.database) as snapshot:
+    with pg_dump.tool_env(server) as env, pg_dump.Snapshot(server, spec.database) as snapshot:
         # Count rows in the exported snapshot while pg_dump streams from the same snapshot.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             counts = pool.submit(snapshot.row_counts)
             if spec.dump_format == "directory":
                 size, sha256, raw_size = _dump_postgres_directory(store, spec, key, env, snapshot.snapshot_id)
             else:
-                dump = ProcessOutput(postgres.dump_argv(server, spec.database, snapshot.snapshot_id, "custom",
+                dump = ProcessOutput(pg_dump.dump_argv(server, spec.database, snapshot.snapshot_id, "custom",
                                                         extra_args=spec.extra_args),
                                      env, BackupError, "pg_dump of %s" % server.describe(spec.database))
                 size, sha256 = stream_process_to_store(store, key, dump, spec)
@@ -228,7 +229,7 @@ def _dump_postgres_directory(store, spec, key, env, snapshot_id):
     workdir = tempfile.mkdtemp(prefix="rbops-dump-", dir=spec.tmp_dir)
     try:
         target = os.path.join(workdir, "dump")
-        argv = postgres.dump_argv(spec.server, spec.database, snapshot_id, "directory", spec.jobs, target,
+        argv = pg_dump.dump_argv(spec.server, spec.database, snapshot_id, "directory", spec.jobs, target,
                                   spec.extra_args)
         with tempfile.TemporaryFile() as errors:
             code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors, check=False).returncode

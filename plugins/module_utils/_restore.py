@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
+from ansible_collections.runbook.ops.plugins.module_utils import _pg_dump as pg_dump
 from ansible_collections.runbook.ops.plugins.module_utils import _postgres as postgres
 from ansible_collections.runbook.ops.plugins.module_utils import _sqlite as sqlite
 from ansible_collections.runbook.ops.plugins.module_utils._backup import resolve_backup
@@ -121,14 +122,14 @@ def restore_postgres(store, manifest, server, database, clean=True, single_trans
                      jobs=1, tmp_dir=None):
     """Restore a checked PostgreSQL backup into an existing database."""
     where = server.describe(database)
-    with server.client_env() as env:
+    with pg_dump.tool_env(server) as env:
         if manifest["dump_format"] == "directory":
             workdir = tempfile.mkdtemp(prefix="rbops-restore-", dir=tmp_dir)
             try:
                 target = os.path.join(workdir, "dump")
                 os.mkdir(target, 0o700)
                 pipe_into(["tar", "-C", target, "-xf", "-"], None, store, manifest, 0, "unpacking the backup")
-                argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner, jobs, target)
+                argv = pg_dump.restore_argv(server, database, clean, single_transaction, no_owner, jobs, target)
                 with tempfile.TemporaryFile() as errors:
                     code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors,
                                           check=False).returncode
@@ -139,7 +140,7 @@ def restore_postgres(store, manifest, server, database, clean=True, single_trans
             return
         if not single_transaction:
             check_object(store, manifest)  # pg_restore commits as it goes: check everything first
-        argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner)
+        argv = pg_dump.restore_argv(server, database, clean, single_transaction, no_owner)
         pipe_into(argv, env, store, manifest, HOLDBACK_BYTES, "pg_restore into %s" % where)
 
 
