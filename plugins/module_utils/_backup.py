@@ -24,7 +24,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _sqlite as sqli
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     BackupError, IntegrityError, ParameterError, RestoreError, StoreError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    DEFAULT_LEVELS, EXTENSIONS, HashingReader, ProcessOutput, compressing_reader, stderr_tail)
+    DEFAULT_LEVELS, EXTENSIONS, HashingReader, ProcessOutput, compressing_reader, exit_status, stderr_tail)
 
 COLLECTION_VERSION = "0.1.0"
 
@@ -120,8 +120,8 @@ def plan_backup(store, spec):
     if spec.engine == "postgresql":
         spec.server.connect(spec.database).close()
         spec.server.tool("pg_dump")
-    elif not os.access(spec.path, os.R_OK):
-        raise BackupError("SQLite database %s does not exist or is not readable" % spec.path)
+    else:
+        sqlite.check_database_file(spec.path)
     backup_id, key = new_object(spec)
     return {"id": backup_id, "object": key, "location": store.location(key)}
 
@@ -234,8 +234,8 @@ def _dump_postgres_directory(store, spec, key, env, snapshot_id):
         with tempfile.TemporaryFile() as errors:
             code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors, check=False).returncode
             if code != 0:
-                raise BackupError("pg_dump of %s failed (exit %s): %s"
-                                  % (spec.server.describe(spec.database), code, stderr_tail(errors)))
+                raise BackupError("pg_dump of %s failed (%s): %s"
+                                  % (spec.server.describe(spec.database), exit_status(code), stderr_tail(errors)))
         tar = ProcessOutput(["tar", "-C", target, "-cf", "-", "."], None, BackupError, "tar of the dump directory")
         size, sha256 = stream_process_to_store(store, key, tar, spec)
         return size, sha256, tar.size

@@ -29,7 +29,7 @@ from ansible_collections.runbook.ops.plugins.module_utils._backup import resolve
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     DatabaseError, IntegrityError, LockError, ParameterError, RestoreError, RunbookError, VerificationError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    CHUNK_SIZE, VerifyingReader, decompressing_reader, stderr_tail)
+    CHUNK_SIZE, VerifyingReader, decompressing_reader, exit_status, stderr_tail)
 
 # pg_restore cannot finish without the final bytes of an archive: holding this much back
 # until the checksum matched keeps a bad object from ever reaching COMMIT.
@@ -94,7 +94,7 @@ def pipe_into(argv, env, store, manifest, holdback, what):
             raise
         code = proc.wait()
         if code != 0:
-            raise RestoreError("%s failed (exit %s): %s" % (what, code, stderr_tail(errors)))
+            raise RestoreError("%s failed (%s): %s" % (what, exit_status(code), stderr_tail(errors)))
 
 
 def _checked_plan(store, manifest, result, read_object):
@@ -134,7 +134,7 @@ def restore_postgres(store, manifest, server, database, clean=True, single_trans
                     code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors,
                                           check=False).returncode
                     if code != 0:
-                        raise RestoreError("pg_restore into %s failed (exit %s): %s" % (where, code, stderr_tail(errors)))
+                        raise RestoreError("pg_restore into %s failed (%s): %s" % (where, exit_status(code), stderr_tail(errors)))
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
             return
@@ -271,7 +271,7 @@ def _run_command(argv, what):
                           check=False, timeout=600)
     if proc.returncode != 0:
         output = proc.stdout.decode("utf-8", "replace").strip()[-1000:]
-        raise RestoreError("%s %s failed (exit %s): %s" % (what, argv[0], proc.returncode, output))
+        raise RestoreError("%s %s failed (%s): %s" % (what, argv[0], exit_status(proc.returncode), output))
 
 
 # --- verification ---------------------------------------------------------------------------

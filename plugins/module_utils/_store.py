@@ -161,9 +161,7 @@ class LocalStore(BackupStore):
         try:
             names = os.listdir(directory)
         except FileNotFoundError:
-            if not os.path.isdir(self.root):
-                raise StoreError("backup store directory %s does not exist" % self.root) from None
-            return []  # the store exists and holds nothing under this prefix yet
+            return []  # nothing written yet (backup_info checks first that the store itself exists)
         except OSError as exc:
             raise StoreError("cannot list %s: %s" % (directory, exc.strerror)) from None
         found = []

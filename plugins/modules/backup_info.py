@@ -176,6 +176,7 @@ def main():
         service = manifests.check_service(params["service"])
         max_age = manifests.parse_duration(params["max_age"], "max_age")
         store = store_from_params(params["store"])
+        store.check_access(write=False)  # a store path that does not exist is an error, not "no backups"
         now = manifests.utcnow()
         entries = manifests.catalog(store.list(service + "/"), service, params["engine"], params["database"])
         latest_entry = manifests.find_entry(entries)

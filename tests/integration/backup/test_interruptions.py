@@ -229,3 +229,38 @@ def test_bad_s3_prefix_is_refused(prefix, s3_store, tmp_path, run_tasks):
                                                   "store": store})])
     failed(run, "backup", "store.prefix")
     assert s3_store.client.list_objects_v2(Bucket=s3_store.bucket).get("KeyCount", 0) == 0
+
+
+def test_messages_say_what_is_wrong(tmp_path, pg_conn_params, run_tasks):
+    """A store path that does not exist, a SQLite path that is a directory: said as such."""
+    missing_store = {"type": "local", "path": str(tmp_path / "no-such-store")}
+    directory = tmp_path / "app.db"
+    directory.mkdir()
+    sqlite = {"service": "notes", "engine": "sqlite", "path": str(directory),
+              "store": {"type": "local", "path": str(tmp_path / "store")}}
+    run = run_tasks([
+        task("info", "backup_info", {"service": "notes", "store": missing_store}),
+        task("backup", "db_backup", sqlite),
+        task("plan", "db_backup", sqlite, check=True),
+    ])
+    failed(run, "info", "backup store directory", "does not exist")
+    for name in ("backup", "plan"):
+        failed(run, name, "is a directory")
+    assert not os.path.exists(missing_store["path"])
+
+
+def test_s3_bucket_fixture_deletes_its_bucket(s3_endpoint, request):
+    """The s3_bucket fixture removes its bucket (and what is in it) after the test."""
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    names = []
+    # Registered before the fixture is set up, so it runs after the fixture's teardown.
+    request.addfinalizer(lambda: _assert_bucket_gone(client, names[0]))
+    names.append(request.getfixturevalue("s3_bucket"))
+    client.put_object(Bucket=names[0], Key="x/y", Body=b"data")
+    client.create_multipart_upload(Bucket=names[0], Key="x/z")
+
+
+def _assert_bucket_gone(client, name):
+    names = [bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])]
+    assert name not in names, "the s3_bucket fixture left bucket %s behind" % name
