@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from backup_testlib import (failed, in_background, moto_server, ok, pg_params, random_secret, task)
+from backup_testlib import (failed, in_background, moto_server, ok, pg_params, random_secret, scratch_databases,
+                            task)
 from test_slow_dump import copy_backends, our_processes, wait_for
 
 import boto3
@@ -111,6 +112,47 @@ def test_password_file_is_anonymous_memory(big_database, pg_conn_params, local_s
         passfile, targets)
     assert not passfile.startswith(tempfile.gettempdir().encode())
     ok(running.result(timeout=300), "backup")
+
+
+def test_sigterm_mid_verify_and_restore(big_database, pg_conn_params, pg_connect, pg_target, local_store, run_tasks):
+    """backup_verify and db_restore terminated while pg_restore runs: the scratch database is dropped,
+    pg_restore stops, and pg_restore too reads the password from anonymous memory."""
+    admin = pg_connect("postgres")
+    params = pg_params(pg_conn_params, big_database, service="big", store=local_store.params)
+    ok(run_tasks([task("backup", "db_backup", dict(params, compression="none"))]), "backup")
+    before = pgpass_files()
+
+    marker = random_secret(20)
+    running = in_background(run_tasks, [task("verify", "backup_verify", params)], env={"RBOPS_TEST_MARKER": marker})
+    wait_for(lambda: [argv for argv in children_of_run(marker).values() if b"pg_restore" in argv.split(b"\0")[0]],
+             "pg_restore", running)
+    run = terminate_module(marker, "backup_verify", running)
+    failed(run, "verify", "terminated (SIGTERM)")
+    wait_until_gone(lambda: children_of_run(marker))
+    assert scratch_databases(admin, big_database) == [], "SIGTERM left the scratch database"
+
+    marker = random_secret(20)
+    target = pg_target()
+    restore = dict(params, database=target, source_database=big_database, create_database=True)
+    running = in_background(run_tasks, [task("restore", "db_restore", restore)], env={"RBOPS_TEST_MARKER": marker})
+    found = []
+
+    def pg_restore_env():
+        for _pid, (cmdline, environ) in our_processes(b"RBOPS_TEST_MARKER=" + marker.encode()).items():
+            if cmdline.split(b"\0", 1)[0].endswith(b"pg_restore"):
+                env = dict(item.split(b"=", 1) for item in environ.split(b"\0") if b"=" in item)
+                found.append((cmdline, environ, os.readlink(env[b"PGPASSFILE"].decode())))
+                return found
+        return None
+
+    cmdline, environ, passfile = wait_for(pg_restore_env, "pg_restore", running)[0]
+    password = pg_conn_params["login_password"].encode()
+    assert password not in cmdline and password not in environ
+    assert passfile.startswith("/memfd:"), passfile
+    run = terminate_module(marker, "db_restore", running)
+    failed(run, "restore", "terminated (SIGTERM)")
+    wait_until_gone(lambda: children_of_run(marker))
+    assert pgpass_files() - before == set()
 
 
 def big_sqlite(path, megabytes=120):
