@@ -90,6 +90,11 @@ class BackupStore:
         """Raise StoreError when the store cannot be read (or written, if ``write``)."""
         raise NotImplementedError
 
+    def missing(self):
+        """Why the store itself does not exist (a sentence), or None; an empty listing of a
+        store that does not exist is not "no backups yet"."""
+        return None
+
 
 def check_key(key, what="store key"):
     """A relative '/'-separated name (one trailing '/' allowed): no leading '/', no empty,
@@ -183,6 +188,13 @@ class LocalStore(BackupStore):
             pass
         except OSError as exc:
             raise StoreError("cannot delete %s: %s" % (self._path(key), exc.strerror)) from None
+
+    def missing(self):
+        if os.path.isdir(self.root):
+            return None
+        if os.path.exists(self.root):
+            return "backup store path %s is not a directory" % self.root
+        return "backup store directory %s does not exist" % self.root
 
     def check_access(self, write):
         if not write and not os.path.isdir(self.root):

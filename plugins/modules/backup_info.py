@@ -176,7 +176,6 @@ def main():
         service = manifests.check_service(params["service"])
         max_age = manifests.parse_duration(params["max_age"], "max_age")
         store = store_from_params(params["store"])
-        store.check_access(write=False)  # a store path that does not exist is an error, not "no backups"
         now = manifests.utcnow()
         entries = manifests.catalog(store.list(service + "/"), service, params["engine"], params["database"])
         latest_entry = manifests.find_entry(entries)
@@ -203,6 +202,8 @@ def main():
         params["engine"] or "all", service, " database %s" % params["database"] if params["database"] else "")
     if latest is None:
         summary = "no complete %s in %s" % (what, store.location(service + "/"))
+        if store.missing():  # a store path that does not exist is an error, not "no backups yet"
+            module.fail_json(msg="%s%s: %s" % ("" if rpo_ok else "RPO missed: ", summary, store.missing()), **result)
     else:
         summary = "latest of %d complete %s is %s, %s old" % (result["count"]["complete"], what, latest["id"],
                                                               latest["age"])

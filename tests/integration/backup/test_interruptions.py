@@ -282,10 +282,12 @@ def test_messages_say_what_is_wrong(tmp_path, pg_conn_params, run_tasks):
               "store": {"type": "local", "path": str(tmp_path / "store")}}
     run = run_tasks([
         task("info", "backup_info", {"service": "notes", "store": missing_store}),
+        task("rpo", "backup_info", {"service": "notes", "store": missing_store, "max_age": "1h"}),
         task("backup", "db_backup", sqlite),
         task("plan", "db_backup", sqlite, check=True),
     ])
     failed(run, "info", "backup store directory", "does not exist")
+    failed(run, "rpo", "RPO missed", "backup store directory", "does not exist")
     for name in ("backup", "plan"):
         failed(run, name, "is a directory")
     assert not os.path.exists(missing_store["path"])

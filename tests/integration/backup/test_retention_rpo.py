@@ -7,7 +7,6 @@ enforces the RPO on the newest complete backup."""
 from __future__ import annotations
 
 import datetime
-import os
 
 from backup_testlib import clone_backup, failed, make_sqlite_sample, ok, task
 
@@ -71,7 +70,6 @@ def test_rpo(local_store, tmp_path, run_tasks):
     make_sqlite_sample(app)
     common = {"service": "notes", "engine": "sqlite", "path": app, "store": local_store.params}
     info = {"service": "notes", "engine": "sqlite", "database": "app", "store": local_store.params, "max_age": "1h"}
-    os.makedirs(local_store.root)  # an empty store (one that does not exist is an error of its own)
     run = run_tasks([task("no backups", "backup_info", info), task("backup", "db_backup", common)])
     failed(run, "no backups", "RPO missed", "no complete sqlite backups of notes")
     assert run.task("no backups")["result"]["rpo_ok"] is False

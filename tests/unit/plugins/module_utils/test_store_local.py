@@ -165,3 +165,11 @@ def test_check_key_allows_one_trailing_slash(key):
 def test_check_key_refuses_empty_and_dot_parts(key):
     with pytest.raises(ParameterError):
         check_key(key)
+
+
+def test_missing_says_why_the_store_is_not_there(tmp_path):
+    assert LocalStore(str(tmp_path)).missing() is None
+    assert LocalStore(str(tmp_path / "nope")).missing() == "backup store directory %s does not exist" % (
+        tmp_path / "nope")
+    (tmp_path / "file").write_bytes(b"")
+    assert "is not a directory" in LocalStore(str(tmp_path / "file")).missing()
