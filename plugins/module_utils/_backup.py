@@ -215,7 +215,7 @@ def _dump_postgres(store, spec, key):
                 size, sha256, raw_size = _dump_postgres_directory(store, spec, key, env, snapshot.snapshot_id)
             else:
                 dump = ProcessOutput(pg_dump.dump_argv(server, spec.database, snapshot.snapshot_id, "custom",
-                                                        extra_args=spec.extra_args),
+                                                       extra_args=spec.extra_args),
                                      env, BackupError, "pg_dump of %s" % server.describe(spec.database))
                 size, sha256 = stream_process_to_store(store, key, dump, spec)
                 raw_size = dump.size
@@ -230,7 +230,7 @@ def _dump_postgres_directory(store, spec, key, env, snapshot_id):
     try:
         target = os.path.join(workdir, "dump")
         argv = pg_dump.dump_argv(spec.server, spec.database, snapshot_id, "directory", spec.jobs, target,
-                                  spec.extra_args)
+                                 spec.extra_args)
         with tempfile.TemporaryFile() as errors:
             code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors, check=False).returncode
             if code != 0:

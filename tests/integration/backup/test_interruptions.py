@@ -308,3 +308,19 @@ def test_s3_bucket_fixture_deletes_its_bucket(s3_endpoint, request):
 def _assert_bucket_gone(client, name):
     names = [bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])]
     assert name not in names, "the s3_bucket fixture left bucket %s behind" % name
+
+
+def test_pg_dump_killed_by_a_signal_is_reported_as_such(big_database, pg_conn_params, local_store, run_tasks):
+    params = pg_params(pg_conn_params, big_database, service="big", store=local_store.params)
+    marker = random_secret(20)
+    running = in_background(run_tasks, [task("backup", "db_backup", params)], env={"RBOPS_TEST_MARKER": marker})
+
+    def pg_dumps():
+        return [int(pid) for pid, argv in children_of_run(marker).items()
+                if argv.split(b"\0", 1)[0].endswith(b"pg_dump") and b"--version" not in argv]
+
+    for pid in wait_for(pg_dumps, "pg_dump", running):
+        os.kill(pid, signal.SIGKILL)
+    msg = failed(running.result(timeout=300), "backup", "pg_dump of", "killed by signal 9")
+    assert "exit -9" not in msg
+    assert local_store.keys(hidden=True) == []
