@@ -40,7 +40,7 @@ def children_of_run(marker):
 
 def pgpass_files():
     found = set()
-    for directory in {tempfile.gettempdir(), "/tmp"}:
+    for directory in (tempfile.gettempdir(), "/tmp"):
         found.update(glob.glob(os.path.join(directory, "rbops-pgpass-*")))
     return found
 
