@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import zstandard  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils import _pg_dump as pg_dump  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils import _postgres as postgres  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils import _store as stores  # noqa: E402
@@ -106,7 +107,7 @@ def apply_variant(variant):
     if variant.get("s3_part_size"):
         stores.S3_PART_SIZE = variant["s3_part_size"]
     if variant.get("no_row_counts"):
-        postgres.Snapshot.row_counts = lambda self: {}
+        pg_dump.Snapshot.row_counts = lambda self: {}
 
 
 def peak_rss_bytes():

@@ -26,8 +26,9 @@ options:
   login_password:
     description:
       - Password of O(login_user).
-      - It reaches C(pg_dump) and C(pg_restore) through a temporary password file with mode 0600, never
-        through their command line or environment, and never appears in output.
+      - It reaches C(pg_dump) and C(pg_restore) through an anonymous in-memory password file of the module
+        process (mode 0600, never on disk), never through their command line or environment, and never
+        appears in output.
     type: str
     aliases: [password]
   ssl_mode:

@@ -29,7 +29,10 @@ options:
         description: Bucket of an V(s3) store. Required when O(store.type=s3).
         type: str
       prefix:
-        description: Key prefix inside the bucket.
+        description:
+          - Key prefix inside the bucket, a relative name such as C(backups/prod).
+          - Refused when it starts with C(/) or has an empty, C(.) or C(..) part (C(a//b), C(../x)),
+            as the names of a V(local) store are.
         type: str
         default: ''
       endpoint_url:
@@ -62,4 +65,32 @@ options:
         description: Verify the TLS certificate of the endpoint.
         type: bool
         default: true
+      connect_timeout:
+        description:
+          - Seconds to wait for a connection to the S3 endpoint before a try counts as failed.
+        type: int
+        default: 10
+      read_timeout:
+        description:
+          - Seconds to wait for the S3 endpoint to answer a request (or send the next bytes) before a
+            try counts as failed.
+          - An endpoint that stops answering fails the task after about
+            (O(store.retries) + 1) times this per request; a running dump is then stopped and its
+            snapshot released.
+        type: int
+        default: 60
+      retries:
+        description:
+          - How many times a failed S3 request is tried again, with jittered exponential backoff.
+        type: int
+        default: 3
+      partial_max_age:
+        description:
+          - Age in seconds after which a write that was never finished counts as abandoned.
+          - A process killed outright (SIGKILL, power cut) cannot clean up after itself; the next
+            write into the same folder removes hidden C(.*.partial-*) files of a V(local) store and
+            aborts unfinished multipart uploads of an V(s3) store older than this.
+          - Keep it longer than the longest backup, so that one still running is never touched.
+        type: int
+        default: 86400
 """

@@ -18,6 +18,7 @@ import tempfile
 import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
+from ansible_collections.runbook.ops.plugins.module_utils import _pg_dump as pg_dump
 from ansible_collections.runbook.ops.plugins.module_utils import _postgres as postgres
 from ansible_collections.runbook.ops.plugins.module_utils import _sqlite as sqlite
 from ansible_collections.runbook.ops.plugins.module_utils import _store as stores
@@ -25,7 +26,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _streams as str
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     BackupError, DatabaseError, IntegrityError, MissingLibraryError, ParameterError, RestoreError, StoreError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    DEFAULT_LEVELS, EXTENSIONS, HashingReader, ProcessOutput, compressing_reader, stderr_tail)
+    DEFAULT_LEVELS, EXTENSIONS, HashingReader, ProcessOutput, compressing_reader, exit_status, stderr_tail)
 
 # The collection's version, recorded in every manifest.  Modules run on the managed host from a
 # payload without galaxy.yml, so it is a literal; a unit test keeps it equal to galaxy.yml's.
@@ -386,18 +387,9 @@ def plan_backup(store, spec):
         spec.server.tool("pg_dump")
         check_free_connections(spec.server, spec.database, spec.jobs, BackupError)
     else:
-        check_sqlite_source(spec.path)
+        sqlite.check_database_file(spec.path)
     backup_id, key = new_object(spec)
     return {"id": backup_id, "object": key, "location": store.location(key)}
-
-
-def check_sqlite_source(path):
-    if os.path.isdir(path):
-        raise BackupError("SQLite database %s is a directory, not a database file" % path)
-    if not os.path.exists(path):
-        raise BackupError("SQLite database %s does not exist" % path)
-    if not os.access(path, os.R_OK):
-        raise BackupError("SQLite database %s is not readable" % path)
 
 
 def new_object(spec, now=None):
@@ -415,7 +407,7 @@ def take_backup(store, spec):
         check_free_connections(spec.server, spec.database, spec.jobs, BackupError)
         stored = _dump_postgres(store, spec, key)
     else:
-        check_sqlite_source(spec.path)
+        sqlite.check_database_file(spec.path)
         stored = _dump_sqlite(store, spec, key)
     return write_manifest(store, spec, backup_id, key, stored, started, clock, "runbook.ops.db_backup")
 
@@ -489,15 +481,15 @@ def stream_process_to_store(store, key, process, spec, reader=None):
 def _dump_postgres(store, spec, key):
     server = spec.server
     tool_version = server.tool_version("pg_dump")
-    with server.client_env() as env, postgres.Snapshot(server, spec.database) as snapshot:
+    with pg_dump.tool_env(server) as env, pg_dump.Snapshot(server, spec.database) as snapshot:
         # Count rows in the exported snapshot while pg_dump streams from the same snapshot.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             counts = pool.submit(_snapshot_counts, snapshot, spec)
             if spec.dump_format == "directory":
                 size, sha256, raw_size = _dump_postgres_directory(store, spec, key, env, snapshot.snapshot_id)
             else:
-                dump = ProcessOutput(postgres.dump_argv(server, spec.database, snapshot.snapshot_id, "custom",
-                                                        extra_args=spec.extra_args),
+                dump = ProcessOutput(pg_dump.dump_argv(server, spec.database, snapshot.snapshot_id, "custom",
+                                                       extra_args=spec.extra_args),
                                      env, BackupError, "pg_dump of %s" % server.describe(spec.database))
                 size, sha256 = stream_process_to_store(store, key, dump, spec)
                 raw_size = dump.size
@@ -527,13 +519,13 @@ def _dump_postgres_directory(store, spec, key, env, snapshot_id):
     workdir = tempfile.mkdtemp(prefix="rbops-dump-", dir=spec.tmp_dir)
     try:
         target = os.path.join(workdir, "dump")
-        argv = postgres.dump_argv(spec.server, spec.database, snapshot_id, "directory", spec.jobs, target,
-                                  spec.extra_args)
+        argv = pg_dump.dump_argv(spec.server, spec.database, snapshot_id, "directory", spec.jobs, target,
+                                 spec.extra_args)
         with tempfile.TemporaryFile() as errors:
             code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors, check=False).returncode
             if code != 0:
-                raise BackupError("pg_dump of %s failed (exit %s): %s"
-                                  % (spec.server.describe(spec.database), code, stderr_tail(errors)))
+                raise BackupError("pg_dump of %s failed (%s): %s"
+                                  % (spec.server.describe(spec.database), exit_status(code), stderr_tail(errors)))
         tar = ProcessOutput(["tar", "-C", target, "-cf", "-", "."], None, BackupError, "tar of the dump directory")
         size, sha256 = stream_process_to_store(store, key, tar, spec)
         return size, sha256, tar.size

@@ -97,8 +97,8 @@ def handle_termination():
             sys.__excepthook__(kind, value, traceback)
             return
         what = "terminated (SIGTERM)" if issubclass(kind, Terminated) else "interrupted (SIGINT)"
-        print(json.dumps({"failed": True, "msg": "%s before the task finished; the cleanup of the "
-                                                 "interrupted step ran" % what}))
+        sys.stdout.write(json.dumps({"failed": True, "msg": "%s before the task finished; the cleanup of the "
+                                                            "interrupted step ran" % what}) + "\n")
         sys.stdout.flush()
 
     signal.signal(signal.SIGTERM, terminate)

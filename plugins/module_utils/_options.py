@@ -3,13 +3,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specs shared by the backup modules, and the objects built from them.
 
-Each dict here is documented once, in the doc fragment of the same name
-(plugins/doc_fragments/postgres.py, store.py, backup_source.py).
+POSTGRES_OPTIONS, STORE_OPTIONS and BACKUP_SOURCE_OPTIONS are each documented once, in the doc
+fragment of the same name (plugins/doc_fragments/postgres.py, store.py, backup_source.py);
+VOLUME_SOURCE_OPTIONS has no fragment yet, so volume_backup and volume_restore document it
+themselves.
 """
 
 from __future__ import annotations
 
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import PgServer
+from ansible_collections.runbook.ops.plugins.module_utils._store import (
+    PARTIAL_MAX_AGE, S3_CONNECT_TIMEOUT, S3_READ_TIMEOUT, S3_RETRIES)
 
 POSTGRES_OPTIONS = {
     "login_host": {"type": "str", "aliases": ["host"]},
@@ -38,6 +42,10 @@ STORE_OPTIONS = {
             "sse": {"type": "str", "choices": ["AES256", "aws:kms"]},
             "kms_key_id": {"type": "str", "no_log": False},
             "validate_certs": {"type": "bool", "default": True},
+            "connect_timeout": {"type": "int", "default": S3_CONNECT_TIMEOUT},
+            "read_timeout": {"type": "int", "default": S3_READ_TIMEOUT},
+            "retries": {"type": "int", "default": S3_RETRIES},
+            "partial_max_age": {"type": "int", "default": PARTIAL_MAX_AGE},
         },
         "required_if": [["type", "local", ["path"]], ["type", "s3", ["bucket"]]],
     },

@@ -1,11 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PostgreSQL: connections, a snapshot shared with pg_dump, row counts, pg_dump/pg_restore
-command lines and scratch databases.
-
-The password reaches pg_dump and pg_restore through a temporary 0600 password file named in
-PGPASSFILE: never an argument (visible in ps) and not even the child's environment.
+"""PostgreSQL connections and queries: PgServer (connect, read-only queries, row counts,
+scratch databases).  The client tools (pg_dump/pg_restore command lines, their environment and
+the snapshot pg_dump imports) are in _pg_dump.py.
 """
 
 from __future__ import annotations
@@ -16,14 +14,12 @@ import re
 import secrets
 import shutil
 import subprocess
-import tempfile
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, ParameterError
 from ansible_collections.runbook.ops.plugins.module_utils._manifest import table_key
 
 try:
     import psycopg2
-    import psycopg2.extensions
     from psycopg2 import sql
 except ImportError:
     psycopg2 = None
@@ -51,10 +47,6 @@ SCRATCH_PREFIX = "rbops_verify_"
 def conninfo_quote(value):
     """Quote a value for a libpq connection string (used for dbname, which is not secret)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _passfile_escape(value):
-    return str(value).replace("\\", "\\\\").replace(":", "\\:")
 
 
 class PgServer:
@@ -103,29 +95,18 @@ class PgServer:
         match = re.search(r"(\d+(?:\.\d+)*)", out)
         return match.group(1) if match else out.strip()
 
-    @contextlib.contextmanager
-    def client_env(self):
-        """Environment for pg_dump/pg_restore; the password sits in a 0600 file removed afterwards."""
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-        env.update({"PGPORT": str(self.port), "PGCONNECT_TIMEOUT": str(self.connect_timeout),
-                    "PGAPPNAME": "runbook.ops"})
-        if self.host:
-            env["PGHOST"] = self.host
-        if self.user:
-            env["PGUSER"] = self.user
-        if self.ssl_mode:
-            env["PGSSLMODE"] = self.ssl_mode
-        passfile = None
-        try:
-            if self._password:
-                fd, passfile = tempfile.mkstemp(prefix="rbops-pgpass-")
-                with os.fdopen(fd, "w") as handle:  # mkstemp makes it 0600
-                    handle.write("*:*:*:*:%s\n" % _passfile_escape(self._password))
-                env["PGPASSFILE"] = passfile
-            yield env
-        finally:
-            if passfile:
-                os.unlink(passfile)
+    @property
+    def password(self):
+        """For the client tools' password file (see _pg_dump.tool_env); never logged."""
+        return self._password
+
+    def tool_settings(self):
+        """The non-secret libpq environment of the client tools (PGHOST, PGPORT, ...)."""
+        env = {"PGPORT": str(self.port), "PGCONNECT_TIMEOUT": str(self.connect_timeout), "PGAPPNAME": "runbook.ops"}
+        for key, value in (("PGHOST", self.host), ("PGUSER", self.user), ("PGSSLMODE", self.ssl_mode)):
+            if value:
+                env[key] = value
+        return env
 
     def database_exists(self, database):
         with contextlib.closing(self.connect("postgres")) as conn, conn.cursor() as cur:
@@ -193,78 +174,6 @@ def count_rows(cur, tables=None):
         cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
         counts[table_key(schema, table)] = cur.fetchone()[0]
     return counts
-
-
-class Snapshot:
-    """A REPEATABLE READ transaction whose snapshot pg_dump imports with --snapshot, so the
-    row counts taken here describe exactly the data in the dump."""
-
-    def __init__(self, server, database):
-        self._server = server
-        self._database = database
-        self.conn = None
-        self.snapshot_id = None
-        self.server_version = None
-
-    def __enter__(self):
-        self.conn = self._server.connect(self._database, autocommit=False)
-        try:
-            self.conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
-                self.snapshot_id, version = cur.fetchone()
-            self.server_version = version.split()[0]
-        except psycopg2.Error as exc:
-            self.conn.close()
-            raise DatabaseError("cannot open a snapshot on %s: %s"
-                                % (self._server.describe(self._database), _pg_message(exc))) from None
-        return self
-
-    def row_counts(self):
-        try:
-            with self.conn.cursor() as cur:
-                return count_rows(cur)
-        except psycopg2.Error as exc:
-            raise DatabaseError("counting rows in %s failed: %s"
-                                % (self._server.describe(self._database), _pg_message(exc))) from None
-
-    def __exit__(self, *exc_info):
-        try:
-            self.conn.rollback()
-            self.conn.close()
-        except psycopg2.Error:
-            pass  # the server may be gone; the dump's own error is the one to report
-
-
-def dump_argv(server, database, snapshot_id, dump_format, jobs=1, directory=None, extra_args=()):
-    argv = [server.tool("pg_dump"), "--no-password", "--dbname", "dbname=" + conninfo_quote(database),
-            "--compress=0"]
-    if snapshot_id:
-        argv += ["--snapshot", snapshot_id]
-    if dump_format == "directory":
-        argv += ["--format=directory", "--jobs=%d" % jobs, "--file", directory]
-    else:
-        argv += ["--format=custom"]
-    return argv + list(extra_args)
-
-
-def restore_argv(server, database, clean, single_transaction, no_owner, jobs=1, directory=None, extra_args=()):
-    argv = [server.tool("pg_restore"), "--no-password", "--exit-on-error",
-            "--dbname", "dbname=" + conninfo_quote(database)]
-    if clean:
-        argv += ["--clean", "--if-exists"]
-    if single_transaction:
-        argv.append("--single-transaction")
-    if no_owner:
-        argv += ["--no-owner", "--no-privileges"]
-    if jobs > 1:
-        argv.append("--jobs=%d" % jobs)
-    argv += list(extra_args)
-    if directory:
-        argv += ["--format=directory", directory]
-    else:
-        argv.append("--format=custom")
-    return argv
 
 
 def scratch_database_name(label):

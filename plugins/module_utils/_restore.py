@@ -25,13 +25,14 @@ import tempfile
 import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
+from ansible_collections.runbook.ops.plugins.module_utils import _pg_dump as pg_dump
 from ansible_collections.runbook.ops.plugins.module_utils import _postgres as postgres
 from ansible_collections.runbook.ops.plugins.module_utils import _sqlite as sqlite
 from ansible_collections.runbook.ops.plugins.module_utils._backup import check_free_connections, resolve_backup
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     DatabaseError, IntegrityError, LockError, ParameterError, RestoreError, RunbookError, VerificationError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    CHUNK_SIZE, VerifyingReader, decompressing_reader, stderr_tail)
+    CHUNK_SIZE, VerifyingReader, decompressing_reader, exit_status, stderr_tail)
 
 # pg_restore cannot finish without the final bytes of an archive: holding this much back
 # until the checksum matched keeps a bad object from ever reaching COMMIT.
@@ -96,7 +97,7 @@ def pipe_into(argv, env, store, manifest, holdback, what):
             raise
         code = proc.wait()
         if code != 0:
-            raise RestoreError("%s failed (exit %s): %s" % (what, code, stderr_tail(errors)))
+            raise RestoreError("%s failed (%s): %s" % (what, exit_status(code), stderr_tail(errors)))
 
 
 def _checked_plan(store, manifest, result, read_object):
@@ -124,25 +125,25 @@ def restore_postgres(store, manifest, server, database, clean=True, single_trans
                      jobs=1, tmp_dir=None):
     """Restore a checked PostgreSQL backup into an existing database."""
     where = server.describe(database)
-    with server.client_env() as env:
+    with pg_dump.tool_env(server) as env:
         if manifest["dump_format"] == "directory":
             workdir = tempfile.mkdtemp(prefix="rbops-restore-", dir=tmp_dir)
             try:
                 target = os.path.join(workdir, "dump")
                 os.mkdir(target, 0o700)
                 pipe_into(["tar", "-C", target, "-xf", "-"], None, store, manifest, 0, "unpacking the backup")
-                argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner, jobs, target)
+                argv = pg_dump.restore_argv(server, database, clean, single_transaction, no_owner, jobs, target)
                 with tempfile.TemporaryFile() as errors:
                     code = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors,
                                           check=False).returncode
                     if code != 0:
-                        raise RestoreError("pg_restore into %s failed (exit %s): %s" % (where, code, stderr_tail(errors)))
+                        raise RestoreError("pg_restore into %s failed (%s): %s" % (where, exit_status(code), stderr_tail(errors)))
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
             return
         if not single_transaction:
             check_object(store, manifest)  # pg_restore commits as it goes: check everything first
-        argv = postgres.restore_argv(server, database, clean, single_transaction, no_owner)
+        argv = pg_dump.restore_argv(server, database, clean, single_transaction, no_owner)
         pipe_into(argv, env, store, manifest, HOLDBACK_BYTES, "pg_restore into %s" % where)
 
 
@@ -452,7 +453,7 @@ def _run_command(argv, what):
                           check=False, timeout=600)
     if proc.returncode != 0:
         output = proc.stdout.decode("utf-8", "replace").strip()[-1000:]
-        raise RestoreError("%s %s failed (exit %s): %s" % (what, argv[0], proc.returncode, output))
+        raise RestoreError("%s %s failed (%s): %s" % (what, argv[0], exit_status(proc.returncode), output))
 
 
 # --- verification ---------------------------------------------------------------------------

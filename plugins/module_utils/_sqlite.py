@@ -16,6 +16,7 @@ import time
 import urllib.parse
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, LockError
+from ansible_collections.runbook.ops.plugins.module_utils._files import PRIVATE_FILE, fsync_dir
 
 SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -34,15 +35,26 @@ def online_copy(source, dest):
     snapshot even while the service keeps writing (WAL writers are not blocked at all; with a
     rollback journal they wait for the copy, and the copy retries while they hold the lock).
     """
-    if not os.path.isfile(source):
-        raise DatabaseError("SQLite database %s does not exist" % source)
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    check_database_file(source)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     os.close(fd)
     try:
         with contextlib.closing(_open(source)) as src, contextlib.closing(_open(dest, read_only=False)) as dst:
             src.backup(dst, pages=-1, sleep=0.05)
     except sqlite3.Error as exc:
         raise DatabaseError("cannot copy SQLite database %s: %s" % (source, exc)) from None
+
+
+def check_database_file(path):
+    """Raise DatabaseError saying what ``path`` is when it is not a readable file."""
+    if os.path.isdir(path):
+        raise DatabaseError("SQLite database path %s is a directory, not a database file" % path)
+    if not os.path.exists(path):
+        raise DatabaseError("SQLite database %s does not exist" % path)
+    if not os.path.isfile(path):
+        raise DatabaseError("SQLite database path %s is not a regular file" % path)
+    if not os.access(path, os.R_OK):
+        raise DatabaseError("SQLite database %s is not readable" % path)
 
 
 def row_counts(path):
@@ -151,7 +163,7 @@ class WriterLock:
         self._fd = None
 
     def __enter__(self):
-        self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -211,9 +223,5 @@ def replace_database(new_file, target, keep_previous_as):
     if previous:
         os.link(target, previous)  # the old file stays reachable until the swap is done
     os.replace(new_file, target)
-    fd = os.open(os.path.dirname(os.path.abspath(target)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(os.path.dirname(os.path.abspath(target)))
     return previous

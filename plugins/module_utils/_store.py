@@ -11,13 +11,15 @@ reader ended cleanly (and aborted otherwise).  Readers are never held in memory 
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import errno
 import os
 import posixpath
-import secrets
 from dataclasses import dataclass
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, StoreError
+from ansible_collections.runbook.ops.plugins.module_utils._files import (
+    PRIVATE_FILE, atomic_write, make_private_dirs, sweep_partials)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import CHUNK_SIZE
 
 try:
@@ -27,8 +29,12 @@ try:
 except ImportError:
     boto3 = None
 
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
+# Leftovers of a writer that died without cleaning up (SIGKILL, power cut) are removed by a
+# later write into the same folder once older than this: longer than any backup runs.
+PARTIAL_MAX_AGE = 86400
+S3_CONNECT_TIMEOUT = 10
+S3_READ_TIMEOUT = 60
+S3_RETRIES = 3
 # Measured (bench/README.md): 8 MiB parts, two in flight keep the module under 150 MB with no loss of speed.
 S3_PART_SIZE = 8 << 20
 S3_PARTS_IN_FLIGHT = 2
@@ -84,12 +90,27 @@ class BackupStore:
         """Raise StoreError when the store cannot be read (or written, if ``write``)."""
         raise NotImplementedError
 
+    def missing(self):
+        """Why the store itself does not exist (a sentence), or None; an empty listing of a
+        store that does not exist is not "no backups yet"."""
+        return None
 
-def check_key(key):
-    parts = key.rstrip("/").split("/")
+
+def check_key(key, what="store key"):
+    """A relative '/'-separated name (one trailing '/' allowed): no leading '/', no empty,
+    '.' or '..' part.  The one rule for object keys and the S3 prefix alike."""
+    parts = (key[:-1] if key.endswith("/") else key).split("/")
     if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        raise ParameterError("invalid store key %r" % key)
+        raise ParameterError("invalid %s %r: it must be a relative name without empty, '.' or '..' parts"
+                             % (what, key))
     return key
+
+
+def check_partial_max_age(seconds):
+    if seconds is None or seconds <= 0:
+        raise ParameterError("store.partial_max_age must be a positive number of seconds (longer than any backup "
+                             "runs), got %r" % (seconds,))
+    return seconds
 
 
 class LocalStore(BackupStore):
@@ -97,10 +118,12 @@ class LocalStore(BackupStore):
 
     kind = "local"
 
-    def __init__(self, root):
+    def __init__(self, root, partial_max_age=PARTIAL_MAX_AGE):
         if not root or not os.path.isabs(root):
             raise ParameterError("store.path must be an absolute directory path, got %r" % (root,))
         self.root = os.path.normpath(root)
+        self.partial_max_age = check_partial_max_age(partial_max_age)
+        self.swept = []
 
     def _path(self, key):
         return os.path.join(self.root, *check_key(key).split("/"))
@@ -108,51 +131,23 @@ class LocalStore(BackupStore):
     def location(self, key):
         return self._path(key)
 
-    def _makedirs(self, directory):
-        # os.makedirs applies ``mode`` to the last level only; every level we create is private.
-        missing, level = [], directory
-        while level and not os.path.isdir(level):
-            missing.append(level)
-            level = os.path.dirname(level)
-        try:
-            for path in reversed(missing):
-                try:
-                    os.mkdir(path, PRIVATE_DIR)
-                except FileExistsError:
-                    if not os.path.isdir(path):
-                        raise
-        except OSError as exc:
-            raise StoreError("cannot create backup directory %s: %s" % (directory, exc.strerror)) from None
-
     def put_stream(self, key, reader):
         path = self._path(key)
-        directory, name = os.path.split(path)
-        self._makedirs(directory)
-        # Hidden and uniquely named: listings skip it, and concurrent writers never collide.
-        temp = os.path.join(directory, ".%s.partial-%s" % (name, secrets.token_hex(4)))
-        size = 0
+        directory = os.path.dirname(path)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-            with os.fdopen(fd, "wb") as handle:
-                while True:
-                    data = reader.read(CHUNK_SIZE)
-                    if not data:
-                        break
-                    handle.write(data)
-                    size += len(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-            _fsync_dir(directory)
+            make_private_dirs(directory)
         except OSError as exc:
-            _unlink_quietly(temp)
+            raise StoreError("cannot create backup directory %s: %s" % (directory, exc.strerror)) from None
+        try:
+            self.swept += sweep_partials(directory, self.partial_max_age)
+        except OSError:
+            pass  # best effort: a leftover we cannot remove must not stop this backup
+        try:
+            return atomic_write(path, reader=reader, mode=PRIVATE_FILE, keep_attributes=False)
+        except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StoreError("no space left on device while writing %s" % path) from None
             raise StoreError("cannot write %s: %s" % (path, exc.strerror or exc)) from None
-        except BaseException:
-            _unlink_quietly(temp)
-            raise
-        return size
 
     def put_bytes(self, key, data):
         return self.put_stream(key, _BytesReader(data))
@@ -171,7 +166,7 @@ class LocalStore(BackupStore):
         try:
             names = os.listdir(directory)
         except FileNotFoundError:
-            return []
+            return []  # nothing written yet (backup_info checks first that the store itself exists)
         except OSError as exc:
             raise StoreError("cannot list %s: %s" % (directory, exc.strerror)) from None
         found = []
@@ -194,7 +189,17 @@ class LocalStore(BackupStore):
         except OSError as exc:
             raise StoreError("cannot delete %s: %s" % (self._path(key), exc.strerror)) from None
 
+    def missing(self):
+        if os.path.isdir(self.root):
+            return None
+        if os.path.exists(self.root):
+            return "backup store path %s is not a directory" % self.root
+        return "backup store directory %s does not exist" % self.root
+
     def check_access(self, write):
+        if not write and not os.path.isdir(self.root):
+            raise StoreError("backup store directory %s does not exist" % self.root
+                             if not os.path.exists(self.root) else "backup store path %s is not a directory" % self.root)
         probe = self.root
         while not os.path.exists(probe):
             probe = os.path.dirname(probe)
@@ -216,21 +221,6 @@ class _BytesReader:
         return bytes(chunk)
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 class S3Store(BackupStore):
     """Backups in an S3 bucket (AWS or any S3-compatible endpoint).
 
@@ -242,21 +232,33 @@ class S3Store(BackupStore):
 
     def __init__(self, bucket, prefix="", endpoint_url=None, region=None, access_key=None,
                  secret_key=None, session_token=None, profile=None, sse=None, kms_key_id=None,
-                 validate_certs=True, connect_timeout=10, read_timeout=60, max_attempts=4):
+                 validate_certs=True, connect_timeout=S3_CONNECT_TIMEOUT, read_timeout=S3_READ_TIMEOUT,
+                 retries=S3_RETRIES, partial_max_age=PARTIAL_MAX_AGE):
         if not bucket:
             raise ParameterError("store.bucket is required for an s3 store")
         if boto3 is None:
             raise StoreError("the s3 store needs the Python library boto3 on the managed host")
+        for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if value is None or value <= 0:
+                raise ParameterError("store.%s must be a positive number of seconds, got %r" % (name, value))
+        if retries is None or retries < 0:
+            raise ParameterError("store.retries must be 0 or more, got %r" % (retries,))
+        check_partial_max_age(partial_max_age)
         self.bucket = bucket
-        self.prefix = prefix.strip("/")
+        self.prefix = check_key(prefix, "store.prefix").rstrip("/") if prefix else ""
         self.endpoint_url = endpoint_url
+        self.partial_max_age = partial_max_age
+        self.swept = []
+        self._swept_folders = set()
         self._extra = {}
         if sse:
             self._extra["ServerSideEncryption"] = sse
             if kms_key_id:
                 self._extra["SSEKMSKeyId"] = kms_key_id
+        # Bounded waits: a frozen endpoint fails the backup after about
+        # (retries + 1) x (connect_timeout or read_timeout) per request instead of blocking it.
         config = botocore.config.Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": retries + 1, "mode": "standard"},
             connect_timeout=connect_timeout, read_timeout=read_timeout)
         try:
             session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
@@ -308,7 +310,28 @@ class S3Store(BackupStore):
             raise self._error(exc, "write", key) from None
         return len(data)
 
+    def sweep_uploads(self, key):
+        """Abort multipart uploads in ``key``'s folder older than ``partial_max_age``: what a
+        writer killed by SIGKILL left (a finished or aborted upload leaves nothing).  Best
+        effort: a policy without s3:ListBucketMultipartUploads just skips it."""
+        folder = posixpath.dirname(self._key(key))
+        if folder in self._swept_folders:
+            return
+        self._swept_folders.add(folder)
+        limit = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=self.partial_max_age)
+        try:
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=folder + "/" if folder else "")
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < limit:
+                        self._abort(upload["Key"], upload["UploadId"])
+                        self.swept.append("s3://%s/%s" % (self.bucket, upload["Key"]))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            pass
+
     def put_stream(self, key, reader):
+        self.sweep_uploads(key)
         first = _read_exactly(reader, S3_PART_SIZE)
         if len(first) < S3_PART_SIZE:
             return self.put_bytes(key, first)
@@ -422,7 +445,7 @@ def store_from_params(params):
     """Build a store from the ``store`` option of a module (see the runbook.ops.store doc fragment)."""
     kind = params.get("type")
     if kind == "local":
-        return LocalStore(params.get("path"))
+        return LocalStore(params.get("path"), partial_max_age=_get(params, "partial_max_age", PARTIAL_MAX_AGE))
     if kind == "s3":
         return S3Store(
             bucket=params.get("bucket"), prefix=params.get("prefix") or "",
@@ -430,5 +453,13 @@ def store_from_params(params):
             access_key=params.get("access_key"), secret_key=params.get("secret_key"),
             session_token=params.get("session_token"), profile=params.get("profile"),
             sse=params.get("sse"), kms_key_id=params.get("kms_key_id"),
-            validate_certs=params.get("validate_certs", True))
+            validate_certs=params.get("validate_certs", True),
+            connect_timeout=_get(params, "connect_timeout", S3_CONNECT_TIMEOUT),
+            read_timeout=_get(params, "read_timeout", S3_READ_TIMEOUT), retries=_get(params, "retries", S3_RETRIES),
+            partial_max_age=_get(params, "partial_max_age", PARTIAL_MAX_AGE))
     raise ParameterError("store.type must be 'local' or 's3', got %r" % (kind,))
+
+
+def _get(params, name, default):
+    value = params.get(name)
+    return default if value is None else value

@@ -17,11 +17,11 @@ import subprocess
 import tempfile
 import zlib
 
-from ansible_collections.runbook.ops.plugins.module_utils._errors import IntegrityError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import IntegrityError, RunbookError
 
 try:
     import zstandard
-except ImportError:  # the module reports missing_required_lib before any stream is built
+except ImportError:  # modules should report missing_required_lib first; _need_zstandard() refuses otherwise
     zstandard = None
 
 CHUNK_SIZE = 1 << 20
@@ -69,7 +69,7 @@ class ProcessOutput:
         self._proc.stdout.close()
         code = self._proc.wait()
         if code != 0:
-            raise self._error_cls("%s failed (exit %s): %s" % (self._what, code, stderr_tail(self._stderr)))
+            raise self._error_cls("%s failed (%s): %s" % (self._what, exit_status(code), stderr_tail(self._stderr)))
         self._stderr.close()
 
     def kill(self):
@@ -88,12 +88,29 @@ def _widen_pipe(pipe):
         pass  # above /proc/sys/fs/pipe-max-size for this user: the default pipe still works
 
 
+def exit_status(code):
+    """How a child process ended, for people: "exit 1" or "killed by signal 9" (Popen reports a
+    death by signal N as -N)."""
+    return "killed by signal %d" % -code if code < 0 else "exit %d" % code
+
+
 def stderr_tail(handle, limit=2000):
-    """The last ``limit`` characters a process wrote to its stderr file, on one line."""
+    """The last ``limit`` bytes or so a process wrote to its stderr file, on one line.  When
+    the output is longer, the tail starts at a line boundary (or, with one long line, a word
+    boundary) after the cut, marked with "..."."""
     handle.seek(0, os.SEEK_END)
     size = handle.tell()
     handle.seek(max(0, size - limit))
-    text = handle.read().decode("utf-8", "replace").strip()
+    text = handle.read().decode("utf-8", "replace")
+    if size > limit:
+        newline = text.find("\n")
+        if 0 <= newline < len(text.rstrip()) - 1:
+            text = text[newline + 1:]
+        else:
+            space = text.find(" ")
+            text = text[space + 1:] if space >= 0 else text
+        text = "... " + text.lstrip()
+    text = text.strip()
     return " | ".join(line.strip() for line in text.splitlines() if line.strip()) or "(no error output)"
 
 
@@ -181,10 +198,16 @@ class _ZlibReader:
         return b""
 
 
+def _need_zstandard():
+    if zstandard is None:
+        raise RunbookError("zstd compression needs the Python library zstandard on the managed host")
+
+
 class _ZstdDecompressingReader:
     """zstd decompression that reports corruption as IntegrityError rather than a library error."""
 
     def __init__(self, source):
+        _need_zstandard()
         self._reader = zstandard.ZstdDecompressor().stream_reader(
             source, read_size=CHUNK_SIZE, read_across_frames=True, closefd=False)
 
@@ -200,6 +223,7 @@ def compressing_reader(source, compression, level=None):
     if level is None:
         level = DEFAULT_LEVELS[compression]
     if compression == "zstd":
+        _need_zstandard()
         # write_checksum adds a per-frame xxhash: corruption shows during decompression too.
         cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
         return cctx.stream_reader(source, read_size=CHUNK_SIZE, closefd=False)

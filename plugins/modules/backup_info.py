@@ -225,9 +225,8 @@ def main():
                                   " database %s" % database if database else "")
     if latest is None:
         summary = "no complete %s in %s" % (what, store.location(service + "/"))
-        missing_root = getattr(store, "root", None)
-        if missing_root and not os.path.isdir(missing_root):
-            summary += " (the store directory %s does not exist)" % missing_root
+        if store.missing():  # a store path that does not exist is an error, not "no backups yet"
+            module.fail_json(msg="%s%s: %s" % ("" if rpo_ok else "RPO missed: ", summary, store.missing()), **result)
     else:
         summary = "latest of %d complete %s is %s, %s old" % (complete, what if complete != 1 else
                                                               what.replace("backups", "backup", 1),

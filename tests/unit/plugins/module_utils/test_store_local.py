@@ -126,3 +126,50 @@ def test_store_from_params():
         store_from_params({"type": "ftp"})
     with pytest.raises(ParameterError, match="bucket"):
         store_from_params({"type": "s3", "bucket": None})
+
+
+def test_put_stream_sweeps_stale_partials_of_its_folder(tmp_path):
+    store = LocalStore(str(tmp_path / "store"), partial_max_age=3600)
+    store.put_bytes("svc/first", b"1")
+    folder = tmp_path / "store" / "svc"
+    stale, young = folder / ".old.zst.partial-0badf00d", folder / ".new.zst.partial-0000beef"
+    for path in (stale, young):
+        path.write_bytes(b"leftover")
+    os.utime(stale, (0, 0))
+    other = tmp_path / "store" / "other"
+    other.mkdir()
+    (other / ".x.partial-00000000").write_bytes(b"")
+    os.utime(other / ".x.partial-00000000", (0, 0))
+    store.put_bytes("svc/second", b"2")
+    assert not stale.exists() and young.exists()
+    assert (other / ".x.partial-00000000").exists(), "only the folder written to is swept"
+    assert store.swept == [str(stale)]
+
+
+def test_reading_a_store_that_does_not_exist(tmp_path):
+    store = LocalStore(str(tmp_path / "missing"))
+    with pytest.raises(StoreError, match="backup store directory .*missing does not exist"):
+        store.check_access(write=False)
+    store.check_access(write=True)  # writing creates it
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StoreError, match="is not a directory"):
+        LocalStore(str(tmp_path / "file")).check_access(write=False)
+
+
+@pytest.mark.parametrize("key", ["a/", "a/b", "a/b/"])
+def test_check_key_allows_one_trailing_slash(key):
+    assert check_key(key) == key
+
+
+@pytest.mark.parametrize("key", ["a//", "//", "", "a/./b"])
+def test_check_key_refuses_empty_and_dot_parts(key):
+    with pytest.raises(ParameterError):
+        check_key(key)
+
+
+def test_missing_says_why_the_store_is_not_there(tmp_path):
+    assert LocalStore(str(tmp_path)).missing() is None
+    assert LocalStore(str(tmp_path / "nope")).missing() == "backup store directory %s does not exist" % (
+        tmp_path / "nope")
+    (tmp_path / "file").write_bytes(b"")
+    assert "is not a directory" in LocalStore(str(tmp_path / "file")).missing()

@@ -155,3 +155,50 @@ def test_stderr_tail_joins_lines():
     handle = io.BytesIO(b"first\n\n  second  \n")
     assert s.stderr_tail(handle) == "first | second"
     assert s.stderr_tail(io.BytesIO(b"")) == "(no error output)"
+
+
+def test_process_killed_by_a_signal_says_so():
+    argv = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    reader = s.ProcessOutput(argv, None, BackupError, "pg_dump of app")
+    with pytest.raises(BackupError, match=r"pg_dump of app failed \(killed by signal 9\)"):
+        drain(reader)
+
+
+@pytest.mark.parametrize("code, text", [(0, "exit 0"), (1, "exit 1"), (-9, "killed by signal 9"),
+                                        (-15, "killed by signal 15")])
+def test_exit_status(code, text):
+    assert s.exit_status(code) == text
+
+
+def _stderr(data):
+    handle = io.BytesIO(data)
+    return handle
+
+
+def test_stderr_tail_starts_at_a_line_boundary():
+    lines = b"".join(b"pg_dump: detail number %05d of the failure\n" % i for i in range(200))
+    tail = s.stderr_tail(_stderr(lines), limit=500)
+    assert tail.startswith("... pg_dump: detail number ")
+    assert tail.endswith("detail number 00199 of the failure")
+    for part in tail[4:].split(" | "):
+        assert part.startswith("pg_dump: detail number "), part
+
+
+def test_stderr_tail_of_one_long_line_starts_at_a_word():
+    words = b" ".join(b"word%04d" % i for i in range(1000))
+    tail = s.stderr_tail(_stderr(words), limit=300)
+    assert tail.startswith("... word") and tail.endswith("word0999")
+    assert all(len(word) == 8 for word in tail[4:].split(" ")), tail
+
+
+def test_stderr_tail_short_output_is_whole():
+    assert s.stderr_tail(_stderr(b"error: one\nerror: two\n")) == "error: one | error: two"
+    assert s.stderr_tail(_stderr(b"")) == "(no error output)"
+
+
+def test_zstd_without_the_library_is_refused_plainly(monkeypatch):
+    monkeypatch.setattr(s, "zstandard", None)
+    with pytest.raises(s.RunbookError, match="needs the Python library zstandard"):
+        s.decompressing_reader(io.BytesIO(b""), "zstd")
+    with pytest.raises(s.RunbookError, match="needs the Python library zstandard"):
+        s.compressing_reader(io.BytesIO(b""), "zstd")
