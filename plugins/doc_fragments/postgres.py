@@ -45,5 +45,5 @@ options:
       - Use it when the server is newer than the client tools on C(PATH).
     type: path
 requirements:
-  - psycopg2 (Python library) and the PostgreSQL client tools, for O(engine=postgresql)
+  - psycopg2 (Python library) on the managed host, and the PostgreSQL client tools for the modules that run pg_dump or pg_restore
 """

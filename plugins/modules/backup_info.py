@@ -163,7 +163,6 @@ count:
   sample: {"complete": 30, "incomplete": 1}
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
