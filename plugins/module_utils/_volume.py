@@ -43,7 +43,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _restore as res
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     BackupError, IntegrityError, LockError, ParameterError, RestoreError, RunbookError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    CHUNK_SIZE, ProcessOutput, zstandard)
+    CHUNK_SIZE, ProcessOutput, exit_status, zstandard)
 
 ENGINE = "volume"
 DUMP_FORMAT = "tar"
@@ -138,7 +138,7 @@ def _docker(cli, args, error_cls):
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise error_cls("docker %s failed: %s" % (args[0], exc)) from None
     if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").strip() or "exit %s" % proc.returncode
+        message = proc.stderr.decode("utf-8", "replace").strip() or exit_status(proc.returncode)
         if "Cannot connect to the Docker daemon" in message or "error during connect" in message:
             raise _DockerUnavailable(message)
         raise error_cls("docker %s failed: %s" % (" ".join(args[:2]), message))
