@@ -9,18 +9,15 @@ the benchmark driver.  The timed span is only the engine call (``take_backup`` o
 ``verify_backup``): interpreter start-up and imports are reported separately.
 
 ``variant`` options monkeypatch the module_utils in this process only (the files are not
-touched) to test hypotheses: zstd threads, read sizes, pipe buffer size, no row counting.
+touched) to test hypotheses: zstd threads, read sizes, no row counting.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import queue
 import resource
 import sys
-import threading
 import time
 
 START = time.monotonic()
@@ -37,9 +34,6 @@ from ansible_collections.runbook.ops.plugins.module_utils import _restore as res
 from ansible_collections.runbook.ops.plugins.module_utils import _store as stores  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils import _streams as streams  # noqa: E402
 
-F_SETPIPE_SZ = 1031
-
-
 def apply_variant(variant):
     """Monkeypatch this process's module_utils to try one hypothesis."""
     chunk = variant.get("chunk_size")
@@ -51,61 +45,16 @@ def apply_variant(variant):
         def read(self, size=chunk):
             return original_read(self, chunk if size is None or size < chunk else size)
         streams.ProcessOutput.read = read
-    threads = variant.get("zstd_threads")
-    if threads:
+    if "zstd_threads" in variant:
+        threads = variant["zstd_threads"]
+
         def compressing_reader(source, compression, level=None):
             if compression != "zstd":
                 return streams.compressing_reader(source, compression, level)
-            cctx = zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True, threads=threads)
+            level = streams.DEFAULT_LEVELS["zstd"] if level is None else level
+            cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
             return cctx.stream_reader(source, read_size=streams.CHUNK_SIZE, closefd=False)
         backups.compressing_reader = compressing_reader
-    pipe_size = variant.get("pipe_size")
-    if pipe_size:
-        original_init = streams.ProcessOutput.__init__
-
-        def init(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            try:
-                fcntl.fcntl(self._proc.stdout.fileno(), F_SETPIPE_SZ, pipe_size)  # pylint: disable=protected-access
-            except OSError:
-                pass
-        streams.ProcessOutput.__init__ = init
-    if variant.get("pump_thread"):
-        # A thread drains the pg_dump pipe into a bounded queue (8 chunks) while the main thread
-        # compresses: pg_dump and the server never wait for the compressor (zstd and os.read
-        # release the GIL).
-        original_init = streams.ProcessOutput.__init__
-
-        def pump_init(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            self._queue = queue.Queue(maxsize=8)  # pylint: disable=protected-access
-            descriptor = self._proc.stdout.fileno()  # pylint: disable=protected-access
-
-            def pump():
-                while True:
-                    try:
-                        data = os.read(descriptor, streams.CHUNK_SIZE)
-                    except OSError:
-                        data = b""
-                    self._queue.put(data)  # pylint: disable=protected-access
-                    if not data:
-                        return
-            threading.Thread(target=pump, daemon=True).start()
-
-        def pump_read(self, size=None):
-            if self._done:  # pylint: disable=protected-access
-                return b""
-            data = self._queue.get()  # pylint: disable=protected-access
-            if not data:
-                self._finish()  # pylint: disable=protected-access
-            self.size += len(data)
-            return data
-        streams.ProcessOutput.__init__ = pump_init
-        streams.ProcessOutput.read = pump_read
-    if variant.get("s3_parts_in_flight"):
-        stores.S3_PARTS_IN_FLIGHT = variant["s3_parts_in_flight"]
-    if variant.get("s3_part_size"):
-        stores.S3_PART_SIZE = variant["s3_part_size"]
     if variant.get("no_row_counts"):
         pg_dump.Snapshot.row_counts = lambda self: {}
 

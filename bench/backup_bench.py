@@ -44,22 +44,14 @@ QUIET_CORES = 0.3
 
 # Variants of the engine tried with --variants (monkeypatched in the worker, see _engine_worker.py).
 VARIANTS = [
-    ("zstd level 1", {"compression_level": 1}),
-    ("zstd level 3, 2 threads", {"variant": {"zstd_threads": 2}}),
+    ("zstd level 3, no worker thread (the old default)", {"compression_level": 3, "variant": {"zstd_threads": 0}}),
+    ("zstd level 1, no worker thread", {"compression_level": 1, "variant": {"zstd_threads": 0}}),
+    ("zstd level 2, 1 worker thread", {"compression_level": 2}),
+    ("zstd level 3, 1 worker thread", {"compression_level": 3}),
+    ("zstd level 1, 2 worker threads", {"variant": {"zstd_threads": 2}}),
     ("no compression (sha256 only)", {"compression": "none"}),
-    ("zstd level 3, 1 worker thread", {"variant": {"zstd_threads": 1}}),
-    ("zstd level 2, 2 threads", {"compression_level": 2, "variant": {"zstd_threads": 2}}),
-    ("zstd level 2, 1 worker thread", {"compression_level": 2, "variant": {"zstd_threads": 1}}),
-    ("zstd level 1, 2 threads", {"compression_level": 1, "variant": {"zstd_threads": 2}}),
-    ("s3: default (4 x 16 MiB parts in flight)", {"store": "s3"}),
-    ("s3: 2 parts in flight", {"store": "s3", "variant": {"s3_parts_in_flight": 2}}),
-    ("s3: 2 parts in flight, 8 MiB parts",
-     {"store": "s3", "variant": {"s3_parts_in_flight": 2, "s3_part_size": 8 << 20}}),
+    ("s3: default (2 x 8 MiB parts in flight)", {"store": "s3"}),
     ("read size 4 MiB", {"variant": {"chunk_size": 4 << 20}}),
-    ("pg_dump pipe 1 MiB", {"variant": {"pipe_size": 1 << 20}}),
-    ("reader thread (pipe drained while compressing)", {"variant": {"pump_thread": True}}),
-    ("reader thread + zstd level 1", {"variant": {"pump_thread": True}, "compression_level": 1}),
-    ("reader thread + zstd level 2", {"variant": {"pump_thread": True}, "compression_level": 2}),
     ("no row counting", {"variant": {"no_row_counts": True}}),
 ]
 
@@ -389,7 +381,7 @@ class Bench:
             progress("variant round %d/%d" % (round_no, self.args.runs))
             if with_floor:
                 self.record("pg_dump -Fc -Z0 -f /dev/null (floor)", self.pg_dump_floor(database))
-            self.record("variant: zstd level 3 (default)", self.engine("backup", database, "local"))
+            self.record("variant: default (zstd level 1, 1 worker thread)", self.engine("backup", database, "local"))
             self.empty_stores()
             for label, options in VARIANTS:
                 options = dict(options)

@@ -51,7 +51,7 @@ options:
     default: zstd
   compression_level:
     description:
-      - Compression level; defaults to 3 for zstd and 6 for gzip.
+      - Compression level; defaults to 1 for zstd (fastest, and on typical application data also the smallest) and 6 for gzip.
       - 1 to 22 for zstd, 1 to 9 for gzip; refused with O(compression=none). Checked in check mode too.
     type: int
   pg_dump_options:

@@ -30,7 +30,7 @@ def test_collection_version_is_galaxy_yml_version():
 
 # --- options --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("compression, level, expected", [("zstd", None, 3), ("gzip", None, 6), ("none", None, 0),
+@pytest.mark.parametrize("compression, level, expected", [("zstd", None, 1), ("gzip", None, 6), ("none", None, 0),
                                                           ("zstd", 1, 1), ("zstd", 22, 22), ("gzip", 9, 9)])
 def test_compression_levels_accepted(compression, level, expected):
     assert b.check_compression_level(compression, level) == expected
