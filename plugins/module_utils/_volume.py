@@ -43,7 +43,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _restore as res
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     BackupError, IntegrityError, LockError, ParameterError, RestoreError, RunbookError)
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
-    CHUNK_SIZE, ProcessOutput, exit_status, zstandard)
+    CHUNK_SIZE, ProcessOutput, exit_status)
 
 ENGINE = "volume"
 DUMP_FORMAT = "tar"
@@ -596,19 +596,16 @@ class StoppedContainers:
 
 
 def restore_volume(store, source, spec, backup_id=None, force=False, keep_previous=True, stop_containers=False,
-                   stop_timeout=30, verify_only=False, check_mode=False, require_library=None):
-    """The volume_restore flow; returns what was (or would be) done.
-
-    ``require_library(name)`` is called with the name of a Python library the backup needs and
-    this host lacks (zstandard), before anything is unpacked or changed."""
+                   stop_timeout=30, verify_only=False, check_mode=False):
+    """The volume_restore flow; returns what was (or would be) done.  A backup compressed with a
+    library this host lacks raises MissingLibraryError before anything is unpacked or changed."""
     if stop_timeout is None or stop_timeout < 0:
         raise ParameterError("stop_timeout must be 0 or more seconds, got %s" % stop_timeout)
     target = source.directory(RestoreError)
     entry, manifest = backups.resolve_backup(store, spec, backup_id)
     if manifest["engine"] != ENGINE:
         raise RestoreError("backup %s is a %s backup, not a volume tarball" % (entry.backup_id, manifest["engine"]))
-    if manifest.get("compression") == "zstd" and zstandard is None and require_library is not None:
-        require_library("zstandard")
+    backups.require_libraries(compression=manifest.get("compression"))
     exists = _check_target(target)
     containers = [] if verify_only else source.running_containers(RestoreError)
     to_stop = containers or []

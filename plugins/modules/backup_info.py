@@ -164,11 +164,12 @@ count:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
-from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 
@@ -203,10 +204,8 @@ def main():
             latest = latest_entry.describe(now)
             if params["with_manifest"]:
                 latest["details"] = backups.entry_manifest(store, latest_entry)
-    except MissingLibraryError as exc:
-        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
 
     latest_age = latest["age_seconds"] if latest else None
     rpo_ok = max_age is None or (latest is not None and latest_age <= max_age)

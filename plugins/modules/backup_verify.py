@@ -181,12 +181,13 @@ report:
       sample: []
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _manifest as manifests
 from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores
-from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, ParameterError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
@@ -229,10 +230,8 @@ def main():
                                         assertions=params["assertions"], max_age=max_age,
                                         max_restore_seconds=params["max_restore_seconds"], jobs=params["jobs"],
                                         tmp_dir=params["tmp_dir"])
-    except MissingLibraryError as exc:
-        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     for note in report["notes"]:
         module.warn(note)
     module.exit_json(changed=False, report=report,

@@ -208,10 +208,11 @@ deleted:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
-from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, ParameterError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
@@ -259,10 +260,8 @@ def main():
         expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"],
                                           protect={manifest["id"]})
         deleted = backups.delete_backups(store, expired)
-    except MissingLibraryError as exc:
-        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     module.exit_json(changed=True, backup=manifest, deleted=deleted,
                      msg="backed up %s to %s (%d bytes, %d tables) in %.1fs%s"
                      % (spec.source(), manifest["location"], manifest["size"], manifest["tables"],

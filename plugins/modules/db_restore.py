@@ -278,11 +278,12 @@ writer_stopped:
   sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores
-from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError, ParameterError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
     BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
@@ -338,10 +339,8 @@ def main():
                 stop_command=params["stop_command"], start_command=params["start_command"],
                 stop_timeout=params["stop_timeout"], check_mode=module.check_mode,
                 check_mode_checksum=params["check_mode_checksum"])
-    except MissingLibraryError as exc:
-        module.fail_json(msg=missing_required_lib(exc.library))
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     verb = "would restore" if module.check_mode else "restored"
     msg = "%s backup %s into %s" % (verb, result["backup"]["id"], result["target"])
     if result.get("mode") == "swap":

@@ -159,15 +159,14 @@ deleted:
   sample: [volume-pgdata-20261020T091500Z-aa01bc]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
-from ansible_collections.runbook.ops.plugins.module_utils._streams import zstandard
-from ansible_collections.runbook.ops.plugins.module_utils._store import boto3
 
 
 def main():
@@ -184,11 +183,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params["compression"] == "zstd" and zstandard is None:
-        module.fail_json(msg=missing_required_lib("zstandard"))
-    if params["store"]["type"] == "s3" and boto3 is None:
-        module.fail_json(msg=missing_required_lib("boto3"))
     try:
+        backups.require_libraries(store_type=params["store"]["type"], compression=params["compression"])
         if params["keep_last"] is not None and params["keep_last"] < 1:
             raise ParameterError("keep_last must be at least 1")
         if params["keep_days"] is not None and params["keep_days"] < 0:
@@ -208,7 +204,7 @@ def main():
                                           protect={manifest["id"]})
         deleted = backups.delete_backups(store, expired)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     _warn_unchecked(module, manifest)
     module.exit_json(changed=True, backup=manifest, deleted=deleted,
                      msg="backed up %s to %s (%d entries, %d bytes stored) in %.1fs%s"

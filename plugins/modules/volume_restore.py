@@ -192,13 +192,14 @@ duration_seconds:
   sample: 2.1
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.runbook.ops.plugins.module_utils import _backup as backups
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import STORE_OPTIONS, VOLUME_SOURCE_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
-from ansible_collections.runbook.ops.plugins.module_utils._store import boto3
 
 
 def main():
@@ -217,12 +218,11 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params["store"]["type"] == "s3" and boto3 is None:
-        module.fail_json(msg=missing_required_lib("boto3"))
     if params["allow_running"]:
         module.warn("allow_running is deprecated for volume_restore and has no effect: a running container would "
                     "not see the restored directory; use stop_containers: true")
     try:
+        backups.require_libraries(store_type=params["store"]["type"])
         source = volumes.VolumeSource(volume=params["volume"], path=params["path"], label=params["label"],
                                       docker_cli=params["docker_cli"])
         spec = source.spec(params["service"])
@@ -230,10 +230,9 @@ def main():
         result = volumes.restore_volume(
             store, source, spec, backup_id=params["backup_id"], force=params["force"],
             keep_previous=params["keep_previous"], stop_containers=params["stop_containers"],
-            stop_timeout=params["stop_timeout"], verify_only=params["verify_only"], check_mode=module.check_mode,
-            require_library=lambda name: module.fail_json(msg=missing_required_lib(name)))
+            stop_timeout=params["stop_timeout"], verify_only=params["verify_only"], check_mode=module.check_mode)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     if not result["containers_checked"] and not params["verify_only"]:
         module.warn("Docker could not be asked which containers use %s; make sure no database server writes to it"
                     % result["target"])

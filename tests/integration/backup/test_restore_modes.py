@@ -184,8 +184,10 @@ def test_listing_messages(tmp_path, local_store, run_tasks):
         task("one database", "backup_info", {"service": "notes", "engine": "sqlite", "database": "app",
                                              "store": local_store.params}),
     ])
-    assert ok(run, "none yet")["msg"].startswith("no complete backups of notes in ")
-    assert "does not exist" in ok(run, "missing store")["msg"]
+    # A store directory that does not exist (yet) is said, and fails the listing: a typo in the
+    # path must not read as "no backups".
+    assert failed(run, "none yet", "no complete backups of notes in ", "does not exist")
+    assert failed(run, "missing store", "nowhere", "does not exist")
     assert ok(run, "all")["msg"].startswith("latest of 2 complete backups of notes is ")
     assert ok(run, "one database")["msg"].startswith("latest of 2 complete sqlite backups of notes database app is ")
 

@@ -1,0 +1,22 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place where an engine error becomes a module failure.
+
+The only module_utils file that knows Ansible: every module's ``main()`` ends its ``try`` with
+``except RunbookError as exc: fail_with(module, exc)``, so a missing library always reads as
+Ansible's standard ``missing_required_lib`` message and every other error as its own words.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError
+
+
+def fail_with(module, exc):
+    """Fail the task with ``exc`` (a RunbookError) and the structured details it carries."""
+    if isinstance(exc, MissingLibraryError):
+        module.fail_json(msg=missing_required_lib(exc.library))
+    module.fail_json(msg=str(exc), **exc.details)
