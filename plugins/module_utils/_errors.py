@@ -52,3 +52,11 @@ class LockError(RunbookError):
 
 class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
+
+
+class EnvFileError(RunbookError):
+    """A dotenv file could not be parsed or rewritten; it was left as it was.  Never names a value."""
+
+
+class RotationError(RunbookError):
+    """A secret rotation could not be staged, verified, finished or reverted."""
