@@ -33,7 +33,7 @@ PREVIOUS_SUFFIX = "_PREVIOUS"
 PHASES = ("set", "tested", "finished", "reverted")
 IN_PROGRESS = ("set", "tested")
 PREVIOUS_CHECKS = ("refused", "accepted", "skip")
-TOKEN_HEADERS = ("x-api-token", "bearer")
+TOKEN_HEADERS = {"x-api-token": "api_token", "bearer": "bearer_token", "x-metrics-secret": "metrics_secret"}
 LOCK_TIMEOUT = 30.0
 
 
@@ -282,7 +282,7 @@ class EnvSecret:
             env = self._load(missing_ok=True)
             record = RotationRecord.load(self.path)
             entry = record.entry(self.key)
-            if not entry or entry.get("phase") == "reverted":
+            if not entry or entry.get("phase") == "reverted" or (entry.get("phase") == "finished" and not entry.get("backup")):
                 return self.result(env, False, "no rotation of %s to revert in %s" % (self.key, self.path), record)
             backup = entry.get("backup")
             if not backup or not os.path.exists(backup):
@@ -321,7 +321,7 @@ def probe_targets(probe, new, old):
     header = probe.get("header") or "x-api-token"
     if header not in TOKEN_HEADERS:
         raise RotationError("probe header must be one of %s" % ", ".join(TOKEN_HEADERS))
-    option = "bearer_token" if header == "bearer" else "api_token"
+    option = TOKEN_HEADERS[header]
     base = {"url": probe["url"], "timeout": probe.get("timeout") or 5.0}
     if probe.get("validate_certs") is not None:
         base["validate_certs"] = probe["validate_certs"]

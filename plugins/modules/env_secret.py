@@ -103,9 +103,9 @@ options:
         type: str
         required: true
       header:
-        description: How the value is sent, as C(X-Api-Token) or as C(Authorization) C(Bearer).
+        description: How the value is sent, as C(X-Api-Token), as C(Authorization) C(Bearer), or as C(X-Metrics-Secret).
         type: str
-        choices: [x-api-token, bearer]
+        choices: [x-api-token, bearer, x-metrics-secret]
         default: x-api-token
       previous:
         description:
