@@ -200,3 +200,81 @@ def test_interrupted_rotation_that_fails_is_reverted_by_the_next_run(tmp_path, s
         assert handle.read() == original
     assert svc.get("/readyz").status == 200
     assert ctl(svc, "status").returncode == 0
+
+
+# ---------------------------------------------------------------------------------------- encryption key (RT2)
+
+def encryption_vars(tmp_path, svc, reencrypt=None):
+    from sample_service_fixture import APP_PATH
+    from rotation_testlib import CTL_PATH
+    return {
+        "rotate_procedure": "encryption_key",
+        "rotate_secret_env_file": svc.env_file,
+        "rotate_secret_stop_command": [CTL_PATH, "stop", svc.env_file],
+        "rotate_secret_start_command": [CTL_PATH, "start", svc.env_file],
+        "rotate_secret_reencrypt_command": reencrypt or [sys.executable, APP_PATH, "--env-file", svc.env_file, "reencrypt",
+                                                        "--old-key-env", "ENCRYPTION_KEY_PREVIOUS", "--new-key-env", "ENCRYPTION_KEY"],
+        "rotate_secret_restart_environment": {"PYTHON": sys.executable},
+        "rotate_secret_api_token": svc.token,
+        "rotate_secret_base_url": svc.url,
+        "rotate_secret_wait_timeout": 15,
+        "rotate_secret_backup": {"service": "app", "engine": "sqlite", "path": svc.db_path,
+                                 "store": {"type": "local", "path": str(tmp_path / "backups")}},
+    }
+
+
+def seed_secrets(svc, count=6):
+    for number in range(count):
+        body = {"name": "item-%d" % number}
+        if number % 3:
+            body["secret"] = "secret-%d" % number
+        assert svc.api("POST", "/api/items", json=body).status == 201
+
+
+def all_secrets(svc):
+    items = svc.api("GET", "/api/items").json["items"]
+    return {item["id"]: svc.api("GET", "/api/items/%d" % item["id"]).json.get("secret") for item in items}
+
+
+def test_encryption_key_rotation(tmp_path, sample_service):
+    from harness import run_playbook
+    svc = start_with_ctl(sample_service(start=False))
+    seed_secrets(svc)
+    before = all_secrets(svc)
+    old_key = svc.encryption_key
+    with ArgvWatcher() as watcher:
+        run = run_playbook(tmp_path, PLAYBOOK, inventory=inventory(tmp_path), extra_vars=encryption_vars(tmp_path, svc), verbosity=2)
+    assert run.rc == 0, run.output
+    new_key = env_value(svc.env_file, "ENCRYPTION_KEY")
+    assert new_key != old_key and env_value(svc.env_file, "ENCRYPTION_KEY_PREVIOUS") is None
+    assert all_secrets(svc) == before and sum(1 for v in before.values() if v) == 4
+    decrypts = run.task("Check that every secret decrypts with the new key")["result"]
+    assert decrypts["summary"]["ok"] == 4
+    assert os.listdir(tmp_path / "backups" / "app")  # the safety backup
+    for value in (old_key, new_key):
+        assert value not in run.output and not watcher.contains(value)
+    assert "secret-1" not in run.output
+
+
+def test_encryption_key_rotation_failing_reencrypt_restores_backup(tmp_path, sample_service):
+    from harness import run_playbook
+    from sample_service_fixture import APP_PATH
+    svc = sample_service(start=False)
+    original = decorate(svc)
+    start_with_ctl(svc)
+    seed_secrets(svc)
+    before = all_secrets(svc)
+    # re-encrypts for real (the data is touched), then fails
+    script = tmp_path / "reencrypt_then_fail.sh"
+    script.write_text("#!/bin/sh\n\"$PYTHON\" %s --env-file %s reencrypt --old-key-env ENCRYPTION_KEY_PREVIOUS "
+                      "--new-key-env ENCRYPTION_KEY || exit 3\necho 'disk full' >&2\nexit 1\n" % (APP_PATH, svc.env_file))
+    script.chmod(0o755)
+    run = run_playbook(tmp_path, PLAYBOOK, inventory=inventory(tmp_path),
+                       extra_vars=encryption_vars(tmp_path, svc, reencrypt=[str(script)]))
+    assert run.rc != 0
+    assert "Re-encrypt every secret from the old key to the new one" in run.output
+    assert "the data was restored from backup" in run.output
+    with open(svc.env_file, "rb") as handle:
+        assert handle.read() == original
+    assert all_secrets(svc) == before  # decrypt with the old key again
+    assert svc.get("/readyz").status == 200
