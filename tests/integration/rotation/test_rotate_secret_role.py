@@ -212,8 +212,9 @@ def encryption_vars(tmp_path, svc, reencrypt=None):
         "rotate_secret_env_file": svc.env_file,
         "rotate_secret_stop_command": [CTL_PATH, "stop", svc.env_file],
         "rotate_secret_start_command": [CTL_PATH, "start", svc.env_file],
-        "rotate_secret_reencrypt_command": reencrypt or [sys.executable, APP_PATH, "--env-file", svc.env_file, "reencrypt",
-                                                        "--old-key-env", "ENCRYPTION_KEY_PREVIOUS", "--new-key-env", "ENCRYPTION_KEY"],
+        "rotate_secret_reencrypt_command": reencrypt or [
+            sys.executable, APP_PATH, "--env-file", svc.env_file, "reencrypt",
+            "--old-key-env", "ENCRYPTION_KEY_PREVIOUS", "--new-key-env", "ENCRYPTION_KEY"],
         "rotate_secret_restart_environment": {"PYTHON": sys.executable},
         "rotate_secret_api_token": svc.token,
         "rotate_secret_base_url": svc.url,
