@@ -279,3 +279,27 @@ def test_encryption_key_rotation_failing_reencrypt_restores_backup(tmp_path, sam
         assert handle.read() == original
     assert all_secrets(svc) == before  # decrypt with the old key again
     assert svc.get("/readyz").status == 200
+
+
+def test_several_keys_in_one_run_with_a_given_value(tmp_path, sample_service):
+    """API token with overlap, the metrics guard secret, and an SMTP password given by the provider: one run,
+    each probed the way the service takes it; the given value never shows, even with -vvv."""
+    svc = start_with_ctl(sample_service(start=False, env={"METRICS_SECRET": "metrics-old-1", "SMTP_PASSWORD": "smtp-old-1"}))
+    given = "smtp-new-given-5e1c"
+    keys = [
+        {"key": "API_TOKEN", "probe_path": "/api/items", "overlap": True},
+        {"key": "METRICS_SECRET", "generate": "hex", "probe_path": "/metrics", "probe_header": "x-metrics-secret"},
+        {"key": "SMTP_PASSWORD", "value": given},
+    ]
+    run = rotate(tmp_path, svc, keys=keys, verbosity=3)
+    assert run.rc == 0, run.output
+    assert env_value(svc.env_file, "SMTP_PASSWORD") == given
+    metrics = env_value(svc.env_file, "METRICS_SECRET")
+    assert len(metrics) == 64
+    assert svc.get("/metrics", headers={"X-Metrics-Secret": metrics}).status == 200
+    assert svc.get("/metrics", headers={"X-Metrics-Secret": "metrics-old-1"}).status == 401
+    token = env_value(svc.env_file, "API_TOKEN")
+    for value in (given, "smtp-old-1", metrics, "metrics-old-1", token, svc.token):
+        assert value not in run.output and value not in json.dumps(run.records)
+    stats = record(svc.env_file)["keys"]
+    assert {stats[k]["phase"] for k in ("API_TOKEN", "METRICS_SECRET", "SMTP_PASSWORD")} == {"finished"}
