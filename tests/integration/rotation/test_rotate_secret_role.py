@@ -303,3 +303,37 @@ def test_several_keys_in_one_run_with_a_given_value(tmp_path, sample_service):
         assert value not in run.output and value not in json.dumps(run.records)
     stats = record(svc.env_file)["keys"]
     assert {stats[k]["phase"] for k in ("API_TOKEN", "METRICS_SECRET", "SMTP_PASSWORD")} == {"finished"}
+
+
+def test_rolling_rotation_of_a_shared_secret_across_two_hosts(tmp_path, sample_service):
+    """A secret shared by several hosts (a signing key, a token clients use everywhere): the first run, one host at
+    a time, stages the same given value with the old one still valid; the second run finishes on every host."""
+    import yaml
+    from harness import run_playbook
+    from rotation_testlib import CTL_PATH
+    services = [start_with_ctl(sample_service(start=False)) for _ in range(2)]
+    old = [svc.token for svc in services]
+    hosts = {"svc%d" % index: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                               "rotate_secret_env_file": svc.env_file, "rotate_secret_base_url": svc.url}
+             for index, svc in enumerate(services)}
+    inv = tmp_path / "two-hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {"app": {"hosts": hosts}}}}))
+    shared = "shared-signing-value-0123456789abcdef"
+    common = {"rotate_secret_keys": [{"key": "API_TOKEN", "value": shared, "overlap": True, "probe_path": "/api/items"}],
+              "rotate_secret_restart_method": "ctl", "rotate_secret_ctl": CTL_PATH,
+              "rotate_secret_restart_environment": {"PYTHON": sys.executable}, "rotate_secret_wait_timeout": 15,
+              "rotate_serial": 1}
+    first = run_playbook(tmp_path, PLAYBOOK, inventory=str(inv), extra_vars=dict(common, rotate_secret_finish=False))
+    assert first.rc == 0, first.output
+    for svc, token in zip(services, old):
+        assert svc.api("GET", "/api/items", token=shared).status == 200
+        assert svc.api("GET", "/api/items", token=token).status == 200  # still valid until every host has the new one
+        assert record(svc.env_file)["keys"]["API_TOKEN"]["phase"] == "tested"
+    second = run_playbook(tmp_path, PLAYBOOK, inventory=str(inv), extra_vars=common)
+    assert second.rc == 0, second.output
+    for svc, token in zip(services, old):
+        assert svc.api("GET", "/api/items", token=shared).status == 200
+        assert svc.api("GET", "/api/items", token=token).status == 401
+        assert env_value(svc.env_file, "API_TOKEN_PREVIOUS") is None
+        assert record(svc.env_file)["keys"]["API_TOKEN"]["phase"] == "finished"
+    assert shared not in first.output + second.output
