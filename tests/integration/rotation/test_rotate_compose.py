@@ -28,6 +28,7 @@ else
 fi
 """
 
+
 @pytest.fixture()
 def compose_service(tmp_path):
     if shutil.which("docker-compose") is None or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:

@@ -311,7 +311,7 @@ def test_rolling_rotation_of_a_shared_secret_across_two_hosts(tmp_path, sample_s
     import yaml
     from harness import run_playbook
     from rotation_testlib import CTL_PATH
-    services = [start_with_ctl(sample_service(start=False)) for _ in range(2)]
+    services = [start_with_ctl(sample_service(start=False)) for _index in range(2)]
     old = [svc.token for svc in services]
     hosts = {"svc%d" % index: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                                "rotate_secret_env_file": svc.env_file, "rotate_secret_base_url": svc.url}
