@@ -323,7 +323,8 @@ def test_rolling_rotation_of_a_shared_secret_across_two_hosts(tmp_path, sample_s
               "rotate_secret_restart_method": "ctl", "rotate_secret_ctl": CTL_PATH,
               "rotate_secret_restart_environment": {"PYTHON": sys.executable}, "rotate_secret_wait_timeout": 15,
               "rotate_serial": 1}
-    first = run_playbook(tmp_path, PLAYBOOK, inventory=str(inv), extra_vars=dict(common, rotate_secret_finish=False))
+    first = run_playbook(tmp_path, PLAYBOOK, inventory=str(inv), extra_vars=dict(common, rotate_secret_finish=False),
+                         verbosity=3)
     assert first.rc == 0, first.output
     for svc, token in zip(services, old):
         assert svc.api("GET", "/api/items", token=shared).status == 200
@@ -337,3 +338,4 @@ def test_rolling_rotation_of_a_shared_secret_across_two_hosts(tmp_path, sample_s
         assert env_value(svc.env_file, "API_TOKEN_PREVIOUS") is None
         assert record(svc.env_file)["keys"]["API_TOKEN"]["phase"] == "finished"
     assert shared not in first.output + second.output
+    assert shared not in json.dumps(first.records) + json.dumps(second.records)
