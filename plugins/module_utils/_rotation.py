@@ -134,27 +134,29 @@ class EnvSecret:
         return env.write(backup=backup)
 
     # states ------------------------------------------------------------------------------------
-    def present(self, value=None, kind="urlsafe", length=_secrets.DEFAULT_LENGTH):
-        """Create the key when missing; an existing key (any value) is left alone."""
+    def present(self, value=None, kind="urlsafe", length=_secrets.DEFAULT_LENGTH, backup=False):
+        """Create the key when missing; an existing key (any value) is left alone.  With ``backup`` the
+        file as it was is kept as a 0600 copy (a rotation always keeps one)."""
         with self.lock():
             env = self._load(missing_ok=True)
             if self.key in env:
                 return self.result(env, False, "%s is present in %s" % (self.key, self.path))
             before = self._before_lines(env)
             env.set(self.key, value if value is not None else _secrets.generate(kind, length))
-            backup = self._write(env)
+            backup = self._write(env, backup=backup)
             verb = "would create" if self.check_mode else "created"
             return self.result(env, True, "%s %s in %s" % (verb, self.key, self.path), backup=backup,
                                diff=self._diff(before, env))
 
-    def absent(self):
+    def absent(self, backup=False):
+        """Remove the key; with ``backup`` the file as it was is kept as a 0600 copy."""
         with self.lock():
             env = self._load(missing_ok=True)
             if self.key not in env:
                 return self.result(env, False, "%s is absent from %s" % (self.key, self.path))
             before = self._before_lines(env)
             env.remove(self.key)
-            backup = self._write(env)
+            backup = self._write(env, backup=backup)
             verb = "would remove" if self.check_mode else "removed"
             return self.result(env, True, "%s %s from %s" % (verb, self.key, self.path), backup=backup,
                                diff=self._diff(before, env))

@@ -81,6 +81,12 @@ options:
         so the caller tests it and then finishes or reverts it. V(false) always stages a new value.
     type: bool
     default: true
+  backup:
+    description:
+      - With O(state=present) or O(state=absent), keep the file as it was as a 0600 copy beside it (RV(backup)).
+        O(state=rotated) always keeps one, for O(state=reverted).
+    type: bool
+    default: false
   keep_backup:
     description:
       - With O(state=finished), keep the backup of the file from before the rotation. The backup holds the old
@@ -225,7 +231,7 @@ previous_fingerprint:
 backup:
   description:
     - The 0600 copy of the file from before the change, for a byte-identical revert. Null in check mode, for a
-      new file, and for V(tested)/V(finished).
+      new file, and for V(present)/V(absent) without O(backup).
   returned: when state is present, rotated, reverted or absent
   type: str
   sample: /srv/app/.env.20261130T183000Z-a1b2c3.bak
@@ -301,6 +307,7 @@ def main():
             "length": {"type": "int", "default": _secrets.DEFAULT_LENGTH},
             "keep_previous": {"type": "bool", "default": False},
             "resume": {"type": "bool", "default": True},
+            "backup": {"type": "bool", "default": False},
             "keep_backup": {"type": "bool", "default": True},
             "force": {"type": "bool", "default": False},
             "probe": {"type": "dict", "options": PROBE_OPTIONS},
@@ -313,7 +320,7 @@ def main():
     try:
         secret = _rotation.EnvSecret(params["path"], params["key"], check_mode=module.check_mode)
         if state == "present":
-            result = secret.present(params["value"], params["generate"], params["length"])
+            result = secret.present(params["value"], params["generate"], params["length"], backup=params["backup"])
         elif state == "rotated":
             result = secret.rotate(params["value"], params["generate"], params["length"],
                                    keep_previous=params["keep_previous"], resume=params["resume"])
@@ -324,7 +331,7 @@ def main():
         elif state == "reverted":
             result = secret.revert(force=params["force"])
         else:
-            result = secret.absent()
+            result = secret.absent(backup=params["backup"])
     except RunbookError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     diff = result.pop("diff", None)

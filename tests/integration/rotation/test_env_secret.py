@@ -51,6 +51,7 @@ def test_present_four_passes(ansible_module, tmp_path):
     value = read_value(path, "SESSION_SECRET")
     assert len(value) == 64 and second.result["fingerprint"].startswith("sha256:")
     assert path.read_bytes() == ORIGINAL.replace(b"LAST=tail", b"LAST=tail\nSESSION_SECRET=" + value.encode())
+    assert second.result["backup"] is None and others(tmp_path) == [".app.env.rotation.json.lock"]  # no copy unless asked
     after = path.read_bytes()
     third = ansible_module("runbook.ops.env_secret", params, check=True)
     fourth = ansible_module("runbook.ops.env_secret", params)
@@ -117,8 +118,11 @@ def test_absent_and_given_value(ansible_module, tmp_path):
     assert b"SECRET_KEY=\"it's given\"\n" in path.read_bytes()
     same = ansible_module("runbook.ops.env_secret", dict(base, state="rotated", value="it's given", resume=False))
     assert same.result["changed"] is False
-    gone = ansible_module("runbook.ops.env_secret", dict(base, state="absent"))
+    before = path.read_bytes()
+    gone = ansible_module("runbook.ops.env_secret", dict(base, state="absent", backup=True))
     assert gone.result["changed"] is True and b"SECRET_KEY" not in path.read_bytes()
+    with open(gone.result["backup"], "rb") as handle:
+        assert handle.read() == before
     assert ansible_module("runbook.ops.env_secret", dict(base, state="absent")).result["changed"] is False
 
 
