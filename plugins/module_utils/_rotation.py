@@ -30,8 +30,10 @@ from ansible_collections.runbook.ops.plugins.module_utils._errors import Rotatio
 
 RECORD_VERSION = 1
 PREVIOUS_SUFFIX = "_PREVIOUS"
-PHASES = ("set", "tested", "finished", "reverted")
-IN_PROGRESS = ("set", "tested")
+PHASES = ("pending", "set", "tested", "finished", "reverted")
+# "pending" is recorded (with the backup) before the env file is written, so a run killed between the
+# two is recognised: the file then holds either the pending value (resume) or the current one (start afresh).
+IN_PROGRESS = ("pending", "set", "tested")
 PREVIOUS_CHECKS = ("refused", "accepted", "skip")
 TOKEN_HEADERS = {"x-api-token": "api_token", "bearer": "bearer_token", "x-metrics-secret": "metrics_secret"}
 LOCK_TIMEOUT = 30.0
@@ -188,13 +190,21 @@ class EnvSecret:
             if self.check_mode:
                 return self.result(env, True, "would rotate %s in %s (%s -> %s)" % (self.key, self.path, current_fp, new_fp),
                                    record, resumed=False, backup=None, diff=self._diff(before, env))
-            stale_backup = entry.get("backup") if entry.get("phase") == "finished" else None
-            backup = env.write(backup=env.exists)
-            record.put(self.key, {
-                "seq": record.next_seq(), "phase": "set", "pending": new_fp, "current": current_fp, "previous": current_fp,
+            # a finished rotation's kept backup, or one of a rotation that never reached the file, is obsolete now
+            stale_backup = entry.get("backup") if entry.get("phase") in ("finished", "pending") else None
+            try:
+                backup = _files.private_copy(self.path) if env.exists else None
+            except OSError as exc:
+                raise RotationError("cannot back up %s: %s" % (self.path, exc.strerror or exc)) from None
+            new_entry = {
+                "seq": record.next_seq(), "phase": "pending", "pending": new_fp, "current": current_fp, "previous": current_fp,
                 "overlap": bool(keep_previous and old), "started": now_iso(), "tested": None, "finished": None,
                 "backup": backup,
-            })
+            }
+            record.put(self.key, new_entry)
+            record.save()
+            env.write(backup=False)
+            new_entry["phase"] = "set"
             record.save()
             if stale_backup and stale_backup != backup:
                 _files.unlink_quietly(stale_backup)
@@ -291,10 +301,17 @@ class EnvSecret:
             if not entry or entry.get("phase") == "reverted" or (entry.get("phase") == "finished" and not entry.get("backup")):
                 return self.result(env, False, "no rotation of %s to revert in %s" % (self.key, self.path), record)
             backup = entry.get("backup")
+            now_fp = _secrets.fingerprint(env.get(self.key))
+            if entry.get("phase") == "pending" and now_fp == entry.get("current") and not self.check_mode:
+                # killed before the file was written: there is nothing to put back
+                if backup:
+                    _files.unlink_quietly(backup)
+                entry.update(phase="reverted", finished=now_iso(), pending=None, backup=None)
+                record.save()
+                return self.result(env, False, "%s in %s was never changed by its unfinished rotation" % (self.key, self.path), record)
             if not backup or not os.path.exists(backup):
                 raise RotationError("cannot revert %s in %s: its backup %s is gone" % (self.key, self.path, backup))
             staged = entry.get("pending") or entry.get("current")
-            now_fp = _secrets.fingerprint(env.get(self.key))
             if now_fp != staged and not force:
                 raise RotationError("cannot revert %s in %s: the key holds %s, not the %s this rotation set; "
                                     "someone changed it since (force to revert anyway)" % (self.key, self.path, now_fp, staged))

@@ -167,3 +167,53 @@ def test_probe_targets():
     assert len(_rotation.probe_targets({"url": "http://x/"}, "new", None)) == 1
     with pytest.raises(RotationError):
         _rotation.probe_targets({"url": "http://x/", "header": "cookie"}, "new", "old")
+
+
+def crash_on_write(monkeypatch):
+    def boom(self, *args, **kwargs):
+        raise KeyboardInterrupt("killed")
+    monkeypatch.setattr(EnvFile, "write", boom)
+
+
+def test_killed_before_the_file_was_written_starts_afresh(env_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        crash_on_write(patch)
+        with pytest.raises(KeyboardInterrupt):
+            secret(env_path).rotate()
+    entry = record(env_path)["keys"]["API_TOKEN"]
+    assert entry["phase"] == "pending" and read(env_path) == ORIGINAL
+    stale = entry["backup"]
+    assert os.path.exists(stale)
+    result = secret(env_path).rotate()
+    assert result["resumed"] is False and result["changed"] is True
+    assert not os.path.exists(stale)  # the unused copy is not left behind
+    assert secret(env_path).revert()["changed"] is True and read(env_path) == ORIGINAL
+
+
+def test_killed_before_the_file_was_written_reverts_to_nothing(env_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        crash_on_write(patch)
+        with pytest.raises(KeyboardInterrupt):
+            secret(env_path).rotate()
+    result = secret(env_path).revert()
+    assert result["changed"] is False and read(env_path) == ORIGINAL
+    assert record(env_path)["keys"]["API_TOKEN"]["phase"] == "reverted"
+    assert [n for n in os.listdir(os.path.dirname(env_path)) if n.endswith(".bak")] == []
+
+
+def test_killed_after_the_file_was_written_resumes(env_path, monkeypatch):
+    original_save = _rotation.RotationRecord.save
+    calls = []
+
+    def save_then_die(self):
+        calls.append(1)
+        if len(calls) == 2:  # the save that would mark the entry "set"
+            raise KeyboardInterrupt("killed")
+        original_save(self)
+    with monkeypatch.context() as patch:
+        patch.setattr(_rotation.RotationRecord, "save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            secret(env_path).rotate()
+    assert record(env_path)["keys"]["API_TOKEN"]["phase"] == "pending" and read(env_path) != ORIGINAL
+    assert secret(env_path).rotate()["resumed"] is True
+    assert secret(env_path).revert()["changed"] is True and read(env_path) == ORIGINAL
