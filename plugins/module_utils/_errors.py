@@ -58,6 +58,14 @@ class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
 
 
+class EnvFileError(RunbookError):
+    """A dotenv file could not be parsed or rewritten; it was left as it was.  Never names a value."""
+
+
+class RotationError(RunbookError):
+    """A secret rotation could not be staged, verified, finished or reverted."""
+
+
 class MissingLibraryError(RunbookError):
     """A Python library the task needs is not installed on the managed host; modules turn it
     into missing_required_lib(library)."""
