@@ -58,6 +58,14 @@ class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
 
 
+class EnvFileError(RunbookError):
+    """A dotenv file could not be parsed or rewritten; it was left as it was.  Never names a value."""
+
+
+class RotationError(RunbookError):
+    """A secret rotation could not be staged, verified, finished or reverted."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived.  A KeyboardInterrupt, so it unwinds exactly like Ctrl-C: every ``finally``
     and ``except BaseException`` cleanup runs (temp files, partial objects, multipart uploads,
