@@ -12,7 +12,7 @@ version_added: 0.2.0
 description:
   - Rotates the password of a Redis user on a running Redis 6 or later - V(default) for C(requirepass), or a named
     ACL user - without a moment in which the service's current password stops working.
-  - O(state=rotated) adds a new password beside the current one (C(ACL SETUSER <user> on #<sha256>)), proves
+  - O(state=rotated) adds a new password beside the current one (C(ACL SETUSER) with a C(#<sha256>) rule), proves
     that Redis accepts it, then rewrites the env key the service reads (a bare password or a C(redis://) URL,
     whose password part is percent-encoded) atomically, after a 0600 backup copy of the file. Both passwords work
     until O(state=finished).

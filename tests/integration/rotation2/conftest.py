@@ -198,3 +198,152 @@ def private_redis(tmp_path_factory):
     yield factory
     for server in started:
         server.stop()
+
+
+# --------------------------------------------------------------------------- TLS: certificates and nginx
+
+class CertFactory:
+    """Certificates made with cryptography: a root CA, an intermediate, leaves with chosen names and dates."""
+
+    def __init__(self):
+        self.root_key, self.root = self._ca("rbops test root", None, None)
+        self.inter_key, self.inter = self._ca("rbops test intermediate", self.root_key, self.root)
+
+    @staticmethod
+    def _key():
+        from cryptography.hazmat.primitives.asymmetric import ec
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def _ca(self, cn, issuer_key, issuer):
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import NameOID
+
+        key = self._key()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(issuer_key or key, hashes.SHA256()))
+        return key, cert
+
+    def leaf(self, names=("localhost", "127.0.0.1"), days=90, start_days=-1, issuer=None):
+        """(cert PEM, key PEM, chain PEM, serial hex) of a leaf issued by the intermediate (or ``issuer``)."""
+        import datetime
+        import ipaddress
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
+
+        issuer_key, issuer_cert = issuer or (self.inter_key, self.inter)
+        key = self._key()
+        sans = []
+        for name in names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+                .issuer_name(issuer_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now + datetime.timedelta(days=start_days))
+                .not_valid_after(now + datetime.timedelta(days=days))
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .sign(issuer_key, hashes.SHA256()))
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return (cert.public_bytes(serialization.Encoding.PEM), key_pem, self.inter.public_bytes(serialization.Encoding.PEM),
+                format(cert.serial_number, "x"))
+
+
+NGINX_CONF = """worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate {dir}/tls/fullchain.pem;
+        ssl_certificate_key {dir}/tls/key.pem;
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+class PrivateNginx:
+    """nginx from Debian with a configuration of its own on a free loopback port."""
+
+    def __init__(self, base, certs):
+        self.dir = str(base)
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        self.cert_path = os.path.join(self.dir, "tls", "fullchain.pem")
+        self.key_path = os.path.join(self.dir, "tls", "key.pem")
+        os.makedirs(os.path.join(self.dir, "tmp"), mode=0o700)
+        os.makedirs(os.path.join(self.dir, "tls"), mode=0o700)
+        cert, key, chain, self.serial = certs.leaf()
+        with open(self.cert_path, "wb") as handle:
+            handle.write(cert + chain)
+        fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        with open(self.conf, "w", encoding="utf-8") as handle:
+            handle.write(NGINX_CONF.format(dir=self.dir, port=self.port))
+        proc = subprocess.run(["nginx", "-c", self.conf, "-g", "daemon on;"], capture_output=True, text=True, timeout=30,
+                              check=False)
+        if proc.returncode != 0:
+            raise RuntimeError("nginx did not start: %s" % proc.stderr)
+        deadline = time.monotonic() + 10
+        while self.served_serial() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("nginx does not answer on port %d" % self.port)
+            time.sleep(0.1)
+
+    def served_serial(self):
+        import ssl
+        import socket
+        from cryptography import x509
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=3) as sock:
+                with context.wrap_socket(sock, server_hostname="localhost") as tls:
+                    return format(x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number, "x")
+        except OSError:
+            return None
+
+    def files(self):
+        with open(self.cert_path, "rb") as cert, open(self.key_path, "rb") as key:
+            return cert.read(), key.read()
+
+    def stop(self):
+        subprocess.run(["nginx", "-c", self.conf, "-s", "quit"], capture_output=True, timeout=30, check=False)
+        deadline = time.monotonic() + 10
+        while os.path.exists(os.path.join(self.dir, "nginx.pid")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def cert_factory():
+    return CertFactory()
+
+
+@pytest.fixture()
+def private_nginx(tmp_path_factory, cert_factory):
+    if not shutil.which("nginx"):
+        pytest.fail("nginx is not installed (scripts/install-system-packages.sh installs nginx-light)")
+    server = PrivateNginx(tmp_path_factory.mktemp("nginx"), cert_factory)
+    yield server
+    server.stop()
