@@ -290,11 +290,46 @@ class CertificateInstaller:
             details["backups"] = {}
         return True, details
 
+    def revert(self, backups, served=None, wait_timeout=15.0):
+        """Put the files of an earlier ``install`` back from its ``backups`` ({path: copy}), test and reload the
+        proxy, and check it presents the restored certificate.  Returns (changed, details)."""
+        missing = [copy for copy in backups.values() if not os.path.exists(copy)]
+        if missing:
+            raise RotationError("the backup(s) %s do not exist; nothing to revert from" % ", ".join(sorted(missing)))
+        changed = []
+        for path, copy in sorted(backups.items()):
+            with open(copy, "rb") as handle:
+                data = handle.read()
+            try:
+                with open(path, "rb") as handle:
+                    same = handle.read() == data
+            except FileNotFoundError:
+                same = False
+            if not same:
+                changed.append(path)
+        details = {"files": changed}
+        if not changed or self.check_mode:
+            return bool(changed), details
+        for path in changed:
+            _files.restore_copy(backups[path], path)
+        problem = self._run(self.test_argv, "the proxy's config test (%s)" % " ".join(self.test_argv[:2])) or \
+            self._run(self.reload_argv, "the reload")
+        if problem:
+            raise RotationError("the previous files are back but %s" % problem)
+        if served:
+            with open(self.files.certificate_path, "rb") as handle:
+                restored = load_certificates(handle.read(), self.files.certificate_path)[0]
+            details["served"] = self._wait_for(restored, served, wait_timeout)
+        return True, details
+
     def wait_served(self, pair, served, wait_timeout):
+        return self._wait_for(pair.cert, served, wait_timeout)
+
+    def _wait_for(self, cert, served, wait_timeout):
         """Handshake until the proxy presents the new certificate (workers of a reloaded nginx change over
         within a moment) or the deadline passes."""
         host, port, server_name = served
-        wanted = describe(pair.cert)
+        wanted = describe(cert)
         deadline = time.monotonic() + wait_timeout
         while True:
             try:

@@ -27,17 +27,24 @@ options:
     description:
       - V(installed) checks and installs the new pair.
       - V(checked) only checks it (and, with O(verify_served), that the proxy already serves it); changes nothing.
+      - V(reverted) puts the files of an earlier V(installed) back from its O(backups) (RV(backups)), tests and
+        reloads the proxy and checks it presents the restored certificate; for a later check that failed.
     type: str
-    choices: [installed, checked]
+    choices: [installed, checked, reverted]
     default: installed
   certificate_src:
-    description: PEM file on the managed host with the new certificate (optionally followed by its chain).
+    description:
+      - PEM file on the managed host with the new certificate (optionally followed by its chain).
+      - Required unless O(state=reverted).
     type: path
-    required: true
   private_key_src:
-    description: PEM file on the managed host with the new, unencrypted private key.
+    description:
+      - PEM file on the managed host with the new, unencrypted private key.
+      - Required unless O(state=reverted).
     type: path
-    required: true
+  backups:
+    description: With O(state=reverted), the RV(backups) of the V(installed) run to undo.
+    type: dict
   chain_src:
     description: PEM file with the intermediate certificates, leaf's issuer first.
     type: path
@@ -142,6 +149,14 @@ EXAMPLES = r"""
     nginx_conf: /srv/edge/nginx.conf
     served_port: 8443
 
+- name: Undo the replacement after a later check failed
+  runbook.ops.tls_certificate:
+    state: reverted
+    backups: "{{ tls_install.backups }}"
+    certificate_path: /etc/nginx/tls/app.fullchain.pem
+    private_key_path: /etc/nginx/tls/app.key
+    names: [app.example.com]
+
 - name: Only check a pair before a change window
   runbook.ops.tls_certificate:
     state: checked
@@ -156,7 +171,7 @@ EXAMPLES = r"""
 RETURN = r"""
 certificate:
   description: Facts about the new certificate.
-  returned: always
+  returned: when state is installed or checked
   type: dict
   sample:
     serial: 5f1c0a9e2b
@@ -174,7 +189,7 @@ files:
   elements: str
   sample: [/etc/nginx/tls/app.fullchain.pem, /etc/nginx/tls/app.key]
 backups:
-  description: The 0600 copies of the replaced files, by path.
+  description: The 0600 copies of the replaced files, by path; give them to O(state=reverted) to undo.
   returned: when state is installed
   type: dict
   sample: {/etc/nginx/tls/app.key: /etc/nginx/tls/app.key.20261130T183000Z-a1b2c3.bak}
@@ -211,7 +226,28 @@ def proxy_commands(params):
     return test, reload_
 
 
+def revert(module, params, served):
+    files = _tls.TargetFiles(params["certificate_path"], params["private_key_path"], params["chain_path"])
+    test, reload_ = proxy_commands(params)
+    installer = _tls.CertificateInstaller(files, test, reload_, lambda argv: module.run_command(argv), check_mode=module.check_mode)
+    changed, details = installer.revert(params["backups"], served=served, wait_timeout=params["wait_timeout"])
+    result = {"changed": changed, "files": details["files"]}
+    if "served" in details:
+        result["served"] = details["served"]
+    if not changed:
+        result["msg"] = "the files are already as in the backups"
+    else:
+        result["msg"] = "%s the previous certificate files and reload%s the proxy" % (
+            ("would put back", "") if module.check_mode else ("put back", "ed"))
+    return result
+
+
 def run(module, params):
+    served = None
+    if params["verify_served"]:
+        served = (params["served_host"], params["served_port"], params["served_name"] or (params["names"] or [None])[0])
+    if params["state"] == "reverted":
+        return revert(module, params, served)
     pair = _tls.CertificatePair(read(params["certificate_src"], "certificate"), read(params["private_key_src"], "private key"),
                                 read(params["chain_src"], "chain") if params["chain_src"] else b"",
                                 cert_label=params["certificate_src"], key_label=params["private_key_src"])
@@ -224,9 +260,6 @@ def run(module, params):
     test, reload_ = proxy_commands(params)
     installer = _tls.CertificateInstaller(files, test, reload_, lambda argv: module.run_command(argv),
                                           check_mode=module.check_mode or params["state"] == "checked")
-    served = None
-    if params["verify_served"]:
-        served = (params["served_host"], params["served_port"], params["served_name"] or (params["names"] or [None])[0])
     if params["state"] == "checked":
         pending = installer.pending(pair)
         result = {"changed": False, "certificate": facts, "files": sorted(pending),
@@ -258,9 +291,10 @@ def main():
     handle_termination()
     module = AnsibleModule(
         argument_spec={
-            "state": {"type": "str", "default": "installed", "choices": ["installed", "checked"]},
-            "certificate_src": {"type": "path", "required": True},
-            "private_key_src": {"type": "path", "required": True, "no_log": False},
+            "state": {"type": "str", "default": "installed", "choices": ["installed", "checked", "reverted"]},
+            "certificate_src": {"type": "path"},
+            "private_key_src": {"type": "path", "no_log": False},
+            "backups": {"type": "dict"},
             "chain_src": {"type": "path"},
             "certificate_path": {"type": "path", "required": True},
             "private_key_path": {"type": "path", "required": True, "no_log": False},
@@ -279,6 +313,9 @@ def main():
             "wait_timeout": {"type": "float", "default": 15.0},
             "keep_backups": {"type": "bool", "default": True},
         },
+        required_if=[["state", "installed", ["certificate_src", "private_key_src"]],
+                     ["state", "checked", ["certificate_src", "private_key_src"]],
+                     ["state", "reverted", ["backups"]]],
         supports_check_mode=True,
     )
     if _tls.x509 is None:

@@ -108,3 +108,20 @@ def test_served_certificate_mismatch_reverts_and_reloads(tmp_path, private_nginx
     assert "presents another certificate (serial %s" % private_nginx.serial in msg and "expected serial %s" % serial in msg
     assert msg.endswith("the previous files were put back and the proxy reloaded")
     assert private_nginx.files() == before and private_nginx.served_serial() == private_nginx.serial
+
+
+def test_revert_puts_the_previous_certificate_back(tmp_path, private_nginx, cert_factory, ansible_module):
+    before = private_nginx.files()
+    cert, key, chain, serial = cert_factory.leaf()
+    installed = ansible_module(MODULE, params(private_nginx, stage(tmp_path, cert, key, chain)))
+    assert not installed.failed and private_nginx.served_serial() == serial, installed.output
+    revert = {"state": "reverted", "backups": installed.result["backups"], "certificate_path": private_nginx.cert_path,
+              "private_key_path": private_nginx.key_path, "names": ["localhost"], "nginx_conf": private_nginx.conf,
+              "served_port": private_nginx.port}
+    check = ansible_module(MODULE, revert, check=True)
+    assert check.result["changed"] and private_nginx.served_serial() == serial
+    run = ansible_module(MODULE, revert)
+    assert not run.failed and run.result["changed"], run.output
+    assert run.result["served"]["serial"] == private_nginx.serial == private_nginx.served_serial()
+    assert private_nginx.files() == before
+    assert not ansible_module(MODULE, revert).result["changed"]
