@@ -236,9 +236,11 @@ class RedisCredential:
             self.auth.acl_setuser(client, *["!" + item for item in stale])
             self.auth.persist(client, self.persist_mode)
         verb = "would remove" if self.check_mode else "removed"
-        msg = ("%s %d old password(s) of Redis user %s at %s; only %s remains" % (verb, len(stale), self.auth.username,
-                                                                                 self.auth.describe(), _secrets.fingerprint(current))
-               if stale else "Redis user %s at %s has only the password in %s" % (self.auth.username, self.auth.describe(), self.env_key))
+        if stale:
+            msg = "%s %d old password(s) of Redis user %s at %s; only %s remains" % (
+                verb, len(stale), self.auth.username, self.auth.describe(), _secrets.fingerprint(current))
+        else:
+            msg = "Redis user %s at %s has only the password in %s" % (self.auth.username, self.auth.describe(), self.env_key)
         return self._result(bool(stale), msg, fingerprint=_secrets.fingerprint(current), removed=len(stale))
 
     def revert(self, backup):

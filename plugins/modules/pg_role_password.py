@@ -26,9 +26,37 @@ description:
     has been verified on the new one.
   - Passwords never appear in results, messages or diffs; only fingerprints (C(sha256:) and 12 hex digits).
 author: runbook.ops contributors (!UNKNOWN)
-extends_documentation_fragment:
-  - runbook.ops.postgres
 options:
+  login_host:
+    description:
+      - PostgreSQL server host name or address, or a directory holding its Unix socket.
+      - When omitted, libpq's default (the local Unix socket) is used.
+    type: str
+    aliases: [host]
+  login_port:
+    description: PostgreSQL server port.
+    type: int
+    default: 5432
+    aliases: [port]
+  login_user:
+    description: Role to connect as to change passwords; a superuser, or a role with C(CREATEROLE).
+    type: str
+    aliases: [user]
+  login_password:
+    description: Password of O(login_user). Never shown.
+    type: str
+    aliases: [password]
+  ssl_mode:
+    description: libpq C(sslmode) for the admin connection and the login checks.
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  connect_timeout:
+    description: Seconds to wait for a connection before giving up.
+    type: int
+    default: 10
+  pg_bin_dir:
+    description: Not used by this module (it runs no client tool); accepted so the shared connection options can be passed as they are.
+    type: path
   state:
     description:
       - V(present) makes O(new_password) the role's password (unchanged when it already is, see above).
@@ -85,19 +113,19 @@ options:
     description: The key of O(env_file) that holds the URL.
     type: str
     default: DATABASE_URL
-    no_log: false
   env_backup:
     description: With O(state=reverted), the backup of O(env_file) that the reverted run returned (RV(env_backup)).
     type: path
 attributes:
   check_mode:
     support: full
-    details: Reports what would change; nothing is sent to the server and no file is written.
+    description: Reports what would change; nothing is sent to the server and no file is written.
   diff_mode:
     support: none
+    description: Passwords have nothing safe to show as a diff; RV(msg) names what changed.
   idempotent:
     support: partial
-    details:
+    description:
       - V(present) and V(disabled) are idempotent when O(login_user) is a superuser (it can read C(pg_authid)).
       - V(rotated) always changes.
 requirements:

@@ -63,7 +63,6 @@ options:
     description: The key of O(env_file) holding the password, or a C(redis://) / C(rediss://) URL with it.
     type: str
     default: REDIS_PASSWORD
-    no_log: false
   env_backup:
     description: With O(state=reverted), the backup the rotation returned (RV(env_backup)).
     type: path
@@ -94,12 +93,13 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reads the user's password hashes and reports what would change; sends no ACL change and writes no file.
+    description: Reads the user's password hashes and reports what would change; sends no ACL change and writes no file.
   diff_mode:
     support: none
+    description: Passwords have nothing safe to show as a diff; RV(msg) names what changed with fingerprints.
   idempotent:
     support: partial
-    details: V(finished) and V(reverted) are idempotent; V(rotated) always adds a new password unless O(new_password) is already in place.
+    description: V(finished) and V(reverted) are idempotent; V(rotated) always adds a new password unless O(new_password) is already in place.
 requirements:
   - redis (Python library)
 seealso:

@@ -116,11 +116,13 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Runs every check on the new pair and reports which files would change; writes and reloads nothing.
+    description: Runs every check on the new pair and reports which files would change; writes and reloads nothing.
   diff_mode:
     support: none
+    description: RV(files) and RV(certificate) say what changes; the key is never shown.
   idempotent:
     support: full
+    description: Files already in place are no change; V(reverted) with the files already as in the backups is no change.
 requirements:
   - cryptography (Python library)
   - nginx, or the proxy named in O(test_command) and O(reload_command)
@@ -229,7 +231,7 @@ def proxy_commands(params):
 def revert(module, params, served):
     files = _tls.TargetFiles(params["certificate_path"], params["private_key_path"], params["chain_path"])
     test, reload_ = proxy_commands(params)
-    installer = _tls.CertificateInstaller(files, test, reload_, lambda argv: module.run_command(argv), check_mode=module.check_mode)
+    installer = _tls.CertificateInstaller(files, test, reload_, module.run_command, check_mode=module.check_mode)
     changed, details = installer.revert(params["backups"], served=served, wait_timeout=params["wait_timeout"])
     result = {"changed": changed, "files": details["files"]}
     if "served" in details:
@@ -258,7 +260,7 @@ def run(module, params):
                             % (params["certificate_src"], facts["serial"], "; ".join(problems)), certificate=facts)
     files = _tls.TargetFiles(params["certificate_path"], params["private_key_path"], params["chain_path"])
     test, reload_ = proxy_commands(params)
-    installer = _tls.CertificateInstaller(files, test, reload_, lambda argv: module.run_command(argv),
+    installer = _tls.CertificateInstaller(files, test, reload_, module.run_command,
                                           check_mode=module.check_mode or params["state"] == "checked")
     if params["state"] == "checked":
         pending = installer.pending(pair)

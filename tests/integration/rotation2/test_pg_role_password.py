@@ -137,8 +137,8 @@ def test_alternating_users(tmp_path, pg_roles, ansible_module):
     assert user == role_b and pg_roles.can_login(role_b, pass_b)
     assert pg_roles.can_login(role_a, pass_a)  # the old one keeps working until it is retired
     # revert: back to a, b disabled again
-    revert = ansible_module(MODULE, pg_roles.module_params(state="reverted", role=role_b, env_file=str(env_file),
-                                                            env_backup=result["env_backup"]))
+    revert_params = pg_roles.module_params(state="reverted", role=role_b, env_file=str(env_file), env_backup=result["env_backup"])
+    revert = ansible_module(MODULE, revert_params)
     assert not revert.failed and revert.result["changed"], revert.output
     assert env_file.read_bytes() == before and not pg_roles.can_login(role_b, pass_b)
     assert pg_roles.stored(role_b) == (None, False)
