@@ -134,6 +134,9 @@ notes:
   - In the single-user strategy, connections the service opens between the password change and its restart on
     the new env file are refused; alternating users avoid that gap.
   - Disabling a role does not end its open sessions; the service's restart does.
+  - With C(log_statement) set to V(ddl) or V(all) the server log shows the verifier (salted, 4096 PBKDF2
+    iterations), never the password. A verifier still allows guessing a weak password offline, one more reason to
+    let the module generate passwords.
 seealso:
   - module: runbook.ops.env_secret
   - name: PostgreSQL ALTER ROLE

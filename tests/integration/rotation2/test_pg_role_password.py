@@ -166,3 +166,21 @@ def test_alternating_roles_without_a_shared_owner_are_refused(tmp_path, pg_roles
     assert run.failed and "are not members of one owner role" in run.result["msg"]
     assert env_file.read_bytes() == before and pg_roles.can_login(role_a, "pw-x-123456", "postgres")
     assert not pg_roles.can_login(role_b, "anything", "postgres")
+
+
+def test_without_a_superuser_it_cannot_know_and_says_so(tmp_path, pg_roles, ansible_module):
+    admin_pw = new_password()
+    admin = pg_roles.create("adm", password=admin_pw)
+    with pg_roles.admin.cursor() as cur:
+        cur.execute('ALTER ROLE "%s" CREATEROLE' % admin)
+    role = pg_roles.create("plain", password=new_password())
+    wanted = new_password()
+    params = pg_roles.module_params(state="present", role=role, new_password=wanted, database="postgres",
+                                    login_user=admin, login_password=admin_pw, login_db="postgres")
+    for _attempt in range(2):
+        run = ansible_module(MODULE, params)
+        assert not run.failed, run.output
+        result = run.result
+        assert result["changed"] and not result["known"] and result["verified"]
+        assert "cannot be known without a superuser" in result["msg"]
+    assert pg_roles.can_login(role, wanted, "postgres")

@@ -16,7 +16,7 @@ from test_tls_certificate import stage
 PLAYBOOK = os.path.join(REPO, "playbooks", "rotate_tls.yml")
 
 
-def rotate(tmp_path, nginx, staged, **extra):
+def rotate(tmp_path, nginx, staged, check=False, **extra):
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {"proxy": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
@@ -33,7 +33,7 @@ def rotate(tmp_path, nginx, staged, **extra):
         "rotate_tls_wait_timeout": 5,
     }
     values.update(extra)
-    return run_playbook(tmp_path, PLAYBOOK, inventory=str(inventory), extra_vars=values, verbosity=2)
+    return run_playbook(tmp_path, PLAYBOOK, inventory=str(inventory), extra_vars=values, check=check, verbosity=2)
 
 
 def root_ca(tmp_path, cert_factory):
@@ -45,6 +45,11 @@ def root_ca(tmp_path, cert_factory):
 
 def test_replace_and_probe_through_https(tmp_path, private_nginx, cert_factory):
     cert, key, chain, serial = cert_factory.leaf(days=45)
+    before = private_nginx.files()
+    check = rotate(tmp_path, private_nginx, stage(tmp_path, cert, key, chain), check=True,
+                   rotate_tls_probe_ca_path=root_ca(tmp_path, cert_factory))
+    assert check.rc == 0, check.output
+    assert private_nginx.files() == before and private_nginx.served_serial() == private_nginx.serial
     run = rotate(tmp_path, private_nginx, stage(tmp_path, cert, key, chain),
                  rotate_tls_probe_ca_path=root_ca(tmp_path, cert_factory))
     assert run.rc == 0, run.output
