@@ -8,7 +8,8 @@
 # bad `DELETE FROM items`), restore (stop, safety backup, restore, start, health, data check), shows
 # the service healthy with its data back, then probes it: the health check (liveness, readiness, metrics
 # behind the token, error rate, DATA_DIR) and the daily check, whose Markdown and JSON reports land in
-# .demo/reports/.  One line per step; full logs in .demo/logs/.
+# .demo/reports/, and finally rotates the service's API token (the old one refused, the new one
+# accepted).  One line per step; full logs in .demo/logs/.
 #
 # The Makefile puts .venv/bin first on PATH and exports ANSIBLE_COLLECTIONS_PATH and ANSIBLE_CONFIG.
 # DEMO_PORT changes the port (default 8780), DEMO_DIR the working directory (default .demo; the tests use
@@ -213,6 +214,35 @@ print("%s/%s checks ok, overall %s%s" % (r["counts"]["ok"], r["counts"]["total"]
 daily_report=$(head -n 1 <<<"$daily")
 [ -f "$daily_report" ] || fail daily "no daily report at $daily_report" "$logs/7-daily.log"
 step daily "playbooks/daily_check.yml: $(tail -n 1 <<<"$daily"); report ${daily_report#"$repo"/} (and .json)"
+
+# --- rotation: a new API token, the old one refused -------------------------------------------------
+token_status() {  # token_status: the status of GET /api/items with the token in $DEMO_TOKEN (never in argv)
+    "$python" - "$port" <<'EOF'
+import os, sys, urllib.error, urllib.request
+req = urllib.request.Request("http://127.0.0.1:%s/api/items" % sys.argv[1], headers={"X-Api-Token": os.environ["DEMO_TOKEN"]})
+try:
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        print(resp.status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+EOF
+}
+env_token() { "$python" -c 'import sys; print(next(l.split("=", 1)[1].strip() for l in open(sys.argv[1]) if l.startswith("API_TOKEN=")))' "$env_file"; }
+old_token=$(env_token)
+playbook 8-rotate rotate_secrets.yml || fail rotate "playbooks/rotate_secrets.yml failed" "$logs/8-rotate.log"
+new_token=$(env_token)
+[ "$new_token" != "$old_token" ] || fail rotate "API_TOKEN did not change" "$logs/8-rotate.log"
+old_status=$(DEMO_TOKEN=$old_token token_status)
+new_status=$(DEMO_TOKEN=$new_token token_status)
+[ "$old_status" = 401 ] || fail rotate "the old API token still gets $old_status from /api/items" "$logs/8-rotate.log"
+[ "$new_status" = 200 ] || fail rotate "the new API token gets $new_status from /api/items" "$logs/8-rotate.log"
+old_fp=$(DEMO_TOKEN=$old_token "$python" -c 'import hashlib, os; print("sha256:" + hashlib.sha256(os.environ["DEMO_TOKEN"].encode()).hexdigest()[:12])')
+new_fp=$(stats "$logs/8-rotate.log" runbook_rotation fingerprints API_TOKEN)
+if grep -qF -e "$old_token" -e "$new_token" "$logs/8-rotate.log"; then
+    fail rotate "a token value appears in the log" "$logs/8-rotate.log"
+fi
+unset old_token new_token
+step rotate "playbooks/rotate_secrets.yml: API_TOKEN $old_fp -> $new_fp, service restarted; old token refused ($old_status), new accepted ($new_status)"
 
 stop_service
 show=${demo#"$repo"/}

@@ -78,6 +78,10 @@ class RotationRecord:
     def put(self, key, entry):
         self.data["keys"][key] = entry
 
+    def next_seq(self):
+        """Order of the rotations staged in this file (times have one-second resolution)."""
+        return 1 + max([entry.get("seq") or 0 for entry in self.data["keys"].values()] or [0])
+
     def save(self):
         payload = (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode("utf-8")
         _files.atomic_write(self.path, data=payload, mode=_files.PRIVATE_FILE, keep_attributes=False)
@@ -141,7 +145,7 @@ class EnvSecret:
             backup = self._write(env)
             verb = "would create" if self.check_mode else "created"
             return self.result(env, True, "%s %s in %s" % (verb, self.key, self.path), backup=backup,
-                                diff=self._diff(before, env))
+                               diff=self._diff(before, env))
 
     def absent(self):
         with self.lock():
@@ -153,7 +157,7 @@ class EnvSecret:
             backup = self._write(env)
             verb = "would remove" if self.check_mode else "removed"
             return self.result(env, True, "%s %s from %s" % (verb, self.key, self.path), backup=backup,
-                                diff=self._diff(before, env))
+                               diff=self._diff(before, env))
 
     def rotate(self, value=None, kind="urlsafe", length=_secrets.DEFAULT_LENGTH, keep_previous=False, resume=True):
         """Stage a new value (set).  An unfinished rotation whose staged value is still in the file is
@@ -166,8 +170,8 @@ class EnvSecret:
             if resume and entry.get("phase") in IN_PROGRESS and entry.get("pending") == current_fp \
                     and entry.get("backup") and os.path.exists(entry["backup"]):
                 return self.result(env, False, "%s: resuming the unfinished rotation started %s (staged value %s)"
-                                    % (self.key, entry.get("started"), current_fp), record, resumed=True,
-                                    backup=entry["backup"])
+                                   % (self.key, entry.get("started"), current_fp), record, resumed=True,
+                                   backup=entry["backup"])
             old = env.get(self.key)
             new = value if value is not None else _secrets.generate(kind, length)
             if value is not None and new == old and (not keep_previous or self.previous not in env):
@@ -181,11 +185,11 @@ class EnvSecret:
             new_fp = _secrets.fingerprint(new)
             if self.check_mode:
                 return self.result(env, True, "would rotate %s in %s (%s -> %s)" % (self.key, self.path, current_fp, new_fp),
-                                    record, resumed=False, backup=None, diff=self._diff(before, env))
+                                   record, resumed=False, backup=None, diff=self._diff(before, env))
             stale_backup = entry.get("backup") if entry.get("phase") == "finished" else None
             backup = env.write(backup=env.exists)
             record.put(self.key, {
-                "phase": "set", "pending": new_fp, "current": current_fp, "previous": current_fp,
+                "seq": record.next_seq(), "phase": "set", "pending": new_fp, "current": current_fp, "previous": current_fp,
                 "overlap": bool(keep_previous and old), "started": now_iso(), "tested": None, "finished": None,
                 "backup": backup,
             })
@@ -257,7 +261,7 @@ class EnvSecret:
             if self.check_mode or not changed:
                 verb = "would finish" if changed else "nothing to finish for"
                 return self.result(env, changed, "%s %s in %s" % (verb, self.key, self.path), record,
-                                    diff=self._diff(before, env) if file_changed else None)
+                                   diff=self._diff(before, env) if file_changed else None)
             if file_changed:
                 env.write(backup=False)
             removed = None
@@ -273,7 +277,7 @@ class EnvSecret:
             if file_changed:
                 msg += "; %s removed" % self.previous
             return self.result(env, True, msg, record, backup_removed=removed,
-                                diff=self._diff(before, env) if file_changed else None)
+                               diff=self._diff(before, env) if file_changed else None)
 
     def revert(self, force=False):
         """Put the backup of this key's rotation back, byte-identical.  Refused when the key no longer
@@ -296,12 +300,12 @@ class EnvSecret:
             restored = EnvFile.load(backup)
             if self.check_mode:
                 return self.result(restored, True, "would revert %s in %s from %s" % (self.key, self.path, backup), record,
-                                    backup=backup, diff=self._diff(before, restored))
+                                   backup=backup, diff=self._diff(before, restored))
             restore_backup(backup, self.path)
-            started = entry.get("started") or ""
+            seq = entry.get("seq") or 0
             for other_key, other in record.data["keys"].items():
-                # keys staged in the same run after this one are undone by the same restore
-                if other_key != self.key and other.get("phase") in IN_PROGRESS and (other.get("started") or "") >= started:
+                # keys staged after this one (in the same run) are undone by the same restore
+                if other_key != self.key and other.get("phase") in IN_PROGRESS and (other.get("seq") or 0) > seq:
                     if other.get("backup"):
                         _files.unlink_quietly(other["backup"])
                     other.update(phase="reverted", finished=now_iso(), pending=None, backup=None)
@@ -309,7 +313,7 @@ class EnvSecret:
             record.save()
             _files.unlink_quietly(backup)
             return self.result(restored, True, "reverted %s in %s to its backup (byte-identical)" % (self.key, self.path),
-                                record, backup=backup, diff=self._diff(before, restored))
+                               record, backup=backup, diff=self._diff(before, restored))
 
 
 # --------------------------------------------------------------------------------------------------

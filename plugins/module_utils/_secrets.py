@@ -58,7 +58,7 @@ def generate(kind="urlsafe", length=DEFAULT_LENGTH):
     if kind == "alnum":
         if length < MIN_ALNUM:
             raise ParameterError("length %d is too short for alnum: at least %d characters (128 bits)" % (length, MIN_ALNUM))
-        return "".join(secrets.choice(ALNUM) for _ in range(length))
+        return "".join(secrets.choice(ALNUM) for _index in range(length))
     if length < MIN_BYTES:
         raise ParameterError("length %d is too short for %s: at least %d random bytes" % (length, kind, MIN_BYTES))
     if kind == "hex":
@@ -129,6 +129,10 @@ def _scram_keys(password, salt, iterations):
     return stored_key, server_key
 
 
+def _b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
 def scram_verifier(password, salt=None, iterations=SCRAM_ITERATIONS):
     """``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`` (base64 parts) for ``password``,
     with a fresh 16-byte salt unless ``salt`` (bytes) is given."""
@@ -138,8 +142,7 @@ def scram_verifier(password, salt=None, iterations=SCRAM_ITERATIONS):
         raise ParameterError("SCRAM iterations must be a positive integer")
     salt = secrets.token_bytes(SCRAM_SALT_BYTES) if salt is None else salt
     stored_key, server_key = _scram_keys(password, salt, iterations)
-    b64 = lambda data: base64.b64encode(data).decode("ascii")  # noqa: E731
-    return "%s$%d:%s$%s:%s" % (SCRAM_PREFIX, iterations, b64(salt), b64(stored_key), b64(server_key))
+    return "%s$%d:%s$%s:%s" % (SCRAM_PREFIX, iterations, _b64(salt), _b64(stored_key), _b64(server_key))
 
 
 def parse_scram_verifier(verifier):

@@ -39,7 +39,6 @@ options:
     description: The key to manage (letters, digits and C(_), not starting with a digit).
     type: str
     required: true
-    no_log: false
   state:
     description:
       - V(present) creates the key when it is missing and leaves an existing one alone (idempotent).
@@ -139,20 +138,21 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reports what would change without writing the file, the backup or the record. V(tested) does not probe.
+    description: Reports what would change without writing the file, the backup or the record. V(tested) does not probe.
   diff_mode:
     support: full
-    details: The diff shows the key and C(<KEY>_PREVIOUS) with the fingerprints of their values, never the values.
+    description: The diff shows the key and C(<KEY>_PREVIOUS) with the fingerprints of their values, never the values.
   idempotent:
     support: partial
-    details: V(present), V(finished), V(reverted) and V(absent) are idempotent; V(rotated) changes the value every time.
+    description: V(present), V(finished), V(reverted) and V(absent) are idempotent; V(rotated) changes the value every time.
 notes:
   - Values with a newline or another control character cannot be written to a dotenv line and are refused.
   - A key assigned on several lines is refused for changes (readers disagree on which line wins).
   - Runs on the same file are serialized with a lock file beside the record.
 seealso:
   - module: runbook.ops.http_probe
-  - role: runbook.ops.rotate_secret
+  - module: runbook.ops.db_backup
+    description: The encryption key rotation of the rotate_secret role takes a backup with it first.
 """
 
 EXAMPLES = r"""

@@ -6,6 +6,7 @@ DEMO_DIR on a free port, so a developer's .demo/ is left alone)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,7 +17,11 @@ from harness import REPO, VENV_BIN
 from sample_service_fixture import free_port
 
 DEMO = os.path.join(REPO, "scripts", "demo.sh")
-STEPS = ("service", "seed", "backup", "list", "verify", "break", "check", "restore", "healthy", "health", "daily")
+STEPS = ("service", "seed", "backup", "list", "verify", "break", "check", "restore", "healthy", "health", "daily", "rotate")
+
+
+def fingerprint(value):
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:12]
 
 
 def run_demo(tmp_path, port):
@@ -37,7 +42,7 @@ def port_open(port):
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_demo_backs_up_breaks_and_restores(tmp_path):
+def test_demo_backs_up_breaks_restores_and_rotates(tmp_path):
     port = free_port()
     proc = run_demo(tmp_path, port)
     out = proc.stdout
@@ -68,9 +73,18 @@ def test_demo_backs_up_breaks_and_restores(tmp_path):
     assert "API_TOKEN=" in env_file.read_text()
     token = [line.split("=", 1)[1] for line in env_file.read_text().splitlines() if line.startswith("API_TOKEN=")][0]
     assert token not in out + proc.stderr
-    for log in ("1-backup", "2-list", "3-verify", "4-restore-check", "5-restore", "6-health", "7-daily"):
-        assert (demo / "logs" / ("%s.log" % log)).stat().st_size > 0
-        assert token not in (demo / "logs" / ("%s.log" % log)).read_text()
+    # The rotation: the env file now holds the new token (its fingerprint on the line); neither the new nor
+    # the old token (found by its fingerprint among every token-shaped string) is in any log or the output.
+    rotated = re.search(r"^✓ rotate +playbooks/rotate_secrets\.yml: API_TOKEN (sha256:[0-9a-f]{12}) -> (sha256:[0-9a-f]{12}), "
+                        r"service restarted; old token refused \(401\), new accepted \(200\)$", out, re.M)
+    assert rotated, out
+    assert rotated.group(2) == fingerprint(token) and rotated.group(1) != rotated.group(2)
+    for log in ("1-backup", "2-list", "3-verify", "4-restore-check", "5-restore", "6-health", "7-daily", "8-rotate"):
+        text = (demo / "logs" / ("%s.log" % log)).read_text()
+        assert text
+        assert token not in text
+        assert rotated.group(1) not in {fingerprint(word) for word in re.findall(r"[A-Za-z0-9_-]{20,}", text)}, log
+    assert rotated.group(1) not in {fingerprint(word) for word in re.findall(r"[A-Za-z0-9_-]{20,}", out + proc.stderr)}
     assert (demo / "reports" / ("localhost-app-%s.json" % backup_id)).exists()
     # The daily report named on the daily line exists beside its JSON twin, 0600, and says what it checked.
     report = demo / "reports" / os.path.basename(daily.group(2))

@@ -184,8 +184,8 @@ def test_tested_against_the_sample_service(ansible_module, sample_service):
     assert [c["name"] for c in overlap.result["checks"]] == ["new value accepted", "old value still accepted (overlap)"]
     assert overlap.result["rotation"]["phase"] == "tested"
     # the old token is still accepted, so "refused" must fail, naming the check
-    refused = ansible_module("runbook.ops.env_secret", dict(base, state="tested", probe=dict(probe, previous="refused",
-                                                                                               wait_timeout=1)))
+    strict = dict(probe, previous="refused", wait_timeout=1)
+    refused = ansible_module("runbook.ops.env_secret", dict(base, state="tested", probe=strict))
     assert refused.failed and "old value refused" in refused.result["msg"]
     new = read_value(svc.env_file, "API_TOKEN")
     for run in (rotated, overlap, refused):

@@ -200,3 +200,142 @@ def test_interrupted_rotation_that_fails_is_reverted_by_the_next_run(tmp_path, s
         assert handle.read() == original
     assert svc.get("/readyz").status == 200
     assert ctl(svc, "status").returncode == 0
+
+
+# ---------------------------------------------------------------------------------------- encryption key (RT2)
+
+def encryption_vars(tmp_path, svc, reencrypt=None):
+    from sample_service_fixture import APP_PATH
+    from rotation_testlib import CTL_PATH
+    return {
+        "rotate_procedure": "encryption_key",
+        "rotate_secret_env_file": svc.env_file,
+        "rotate_secret_stop_command": [CTL_PATH, "stop", svc.env_file],
+        "rotate_secret_start_command": [CTL_PATH, "start", svc.env_file],
+        "rotate_secret_reencrypt_command": reencrypt or [
+            sys.executable, APP_PATH, "--env-file", svc.env_file, "reencrypt",
+            "--old-key-env", "ENCRYPTION_KEY_PREVIOUS", "--new-key-env", "ENCRYPTION_KEY"],
+        "rotate_secret_restart_environment": {"PYTHON": sys.executable},
+        "rotate_secret_api_token": svc.token,
+        "rotate_secret_base_url": svc.url,
+        "rotate_secret_wait_timeout": 15,
+        "rotate_secret_backup": {"service": "app", "engine": "sqlite", "path": svc.db_path,
+                                 "store": {"type": "local", "path": str(tmp_path / "backups")}},
+    }
+
+
+def seed_secrets(svc, count=6):
+    for number in range(count):
+        body = {"name": "item-%d" % number}
+        if number % 3:
+            body["secret"] = "secret-%d" % number
+        assert svc.api("POST", "/api/items", json=body).status == 201
+
+
+def all_secrets(svc):
+    items = svc.api("GET", "/api/items").json["items"]
+    return {item["id"]: svc.api("GET", "/api/items/%d" % item["id"]).json.get("secret") for item in items}
+
+
+def test_encryption_key_rotation(tmp_path, sample_service):
+    from harness import run_playbook
+    svc = start_with_ctl(sample_service(start=False))
+    seed_secrets(svc)
+    before = all_secrets(svc)
+    old_key = svc.encryption_key
+    with ArgvWatcher() as watcher:
+        run = run_playbook(tmp_path, PLAYBOOK, inventory=inventory(tmp_path), extra_vars=encryption_vars(tmp_path, svc), verbosity=2)
+    assert run.rc == 0, run.output
+    new_key = env_value(svc.env_file, "ENCRYPTION_KEY")
+    assert new_key != old_key and env_value(svc.env_file, "ENCRYPTION_KEY_PREVIOUS") is None
+    assert all_secrets(svc) == before and sum(1 for v in before.values() if v) == 4
+    decrypts = run.task("Check that every secret decrypts with the new key")["result"]
+    assert decrypts["summary"]["ok"] == 4
+    assert os.listdir(tmp_path / "backups" / "app")  # the safety backup
+    for value in (old_key, new_key):
+        assert value not in run.output and not watcher.contains(value)
+    assert "secret-1" not in run.output
+
+
+def test_encryption_key_rotation_failing_reencrypt_restores_backup(tmp_path, sample_service):
+    from harness import run_playbook
+    from sample_service_fixture import APP_PATH
+    svc = sample_service(start=False)
+    original = decorate(svc)
+    start_with_ctl(svc)
+    seed_secrets(svc)
+    before = all_secrets(svc)
+    # re-encrypts for real (the data is touched), then fails
+    script = tmp_path / "reencrypt_then_fail.sh"
+    script.write_text("#!/bin/sh\n\"$PYTHON\" %s --env-file %s reencrypt --old-key-env ENCRYPTION_KEY_PREVIOUS "
+                      "--new-key-env ENCRYPTION_KEY || exit 3\necho 'disk full' >&2\nexit 1\n" % (APP_PATH, svc.env_file))
+    script.chmod(0o755)
+    run = run_playbook(tmp_path, PLAYBOOK, inventory=inventory(tmp_path),
+                       extra_vars=encryption_vars(tmp_path, svc, reencrypt=[str(script)]))
+    assert run.rc != 0
+    assert "Re-encrypt every secret from the old key to the new one" in run.output
+    assert "the data was restored from backup" in run.output
+    with open(svc.env_file, "rb") as handle:
+        assert handle.read() == original
+    assert all_secrets(svc) == before  # decrypt with the old key again
+    assert svc.get("/readyz").status == 200
+
+
+def test_several_keys_in_one_run_with_a_given_value(tmp_path, sample_service):
+    """API token with overlap, the metrics guard secret, and an SMTP password given by the provider: one run,
+    each probed the way the service takes it; the given value never shows, even with -vvv."""
+    svc = start_with_ctl(sample_service(start=False, env={"METRICS_SECRET": "metrics-old-1", "SMTP_PASSWORD": "smtp-old-1"}))
+    given = "smtp-new-given-5e1c"
+    keys = [
+        {"key": "API_TOKEN", "probe_path": "/api/items", "overlap": True},
+        {"key": "METRICS_SECRET", "generate": "hex", "probe_path": "/metrics", "probe_header": "x-metrics-secret"},
+        {"key": "SMTP_PASSWORD", "value": given},
+    ]
+    run = rotate(tmp_path, svc, keys=keys, verbosity=3)
+    assert run.rc == 0, run.output
+    assert env_value(svc.env_file, "SMTP_PASSWORD") == given
+    metrics = env_value(svc.env_file, "METRICS_SECRET")
+    assert len(metrics) == 64
+    assert svc.get("/metrics", headers={"X-Metrics-Secret": metrics}).status == 200
+    assert svc.get("/metrics", headers={"X-Metrics-Secret": "metrics-old-1"}).status == 401
+    token = env_value(svc.env_file, "API_TOKEN")
+    for value in (given, "smtp-old-1", metrics, "metrics-old-1", token, svc.token):
+        assert value not in run.output and value not in json.dumps(run.records)
+    stats = record(svc.env_file)["keys"]
+    assert {stats[k]["phase"] for k in ("API_TOKEN", "METRICS_SECRET", "SMTP_PASSWORD")} == {"finished"}
+
+
+def test_rolling_rotation_of_a_shared_secret_across_two_hosts(tmp_path, sample_service):
+    """A secret shared by several hosts (a signing key, a token clients use everywhere): the first run, one host at
+    a time, stages the same given value with the old one still valid; the second run finishes on every host."""
+    import yaml
+    from harness import run_playbook
+    from rotation_testlib import CTL_PATH
+    services = [start_with_ctl(sample_service(start=False)) for _index in range(2)]
+    old = [svc.token for svc in services]
+    hosts = {"svc%d" % index: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                               "rotate_secret_env_file": svc.env_file, "rotate_secret_base_url": svc.url}
+             for index, svc in enumerate(services)}
+    inv = tmp_path / "two-hosts.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {"app": {"hosts": hosts}}}}))
+    shared = "shared-signing-value-0123456789abcdef"
+    common = {"rotate_secret_keys": [{"key": "API_TOKEN", "value": shared, "overlap": True, "probe_path": "/api/items"}],
+              "rotate_secret_restart_method": "ctl", "rotate_secret_ctl": CTL_PATH,
+              "rotate_secret_restart_environment": {"PYTHON": sys.executable}, "rotate_secret_wait_timeout": 15,
+              "rotate_serial": 1}
+    first = run_playbook(tmp_path, PLAYBOOK, inventory=str(inv), extra_vars=dict(common, rotate_secret_finish=False),
+                         verbosity=3)
+    assert first.rc == 0, first.output
+    for svc, token in zip(services, old):
+        assert svc.api("GET", "/api/items", token=shared).status == 200
+        assert svc.api("GET", "/api/items", token=token).status == 200  # still valid until every host has the new one
+        assert record(svc.env_file)["keys"]["API_TOKEN"]["phase"] == "tested"
+    second = run_playbook(tmp_path, PLAYBOOK, inventory=str(inv), extra_vars=common)
+    assert second.rc == 0, second.output
+    for svc, token in zip(services, old):
+        assert svc.api("GET", "/api/items", token=shared).status == 200
+        assert svc.api("GET", "/api/items", token=token).status == 401
+        assert env_value(svc.env_file, "API_TOKEN_PREVIOUS") is None
+        assert record(svc.env_file)["keys"]["API_TOKEN"]["phase"] == "finished"
+    assert shared not in first.output + second.output
+    assert shared not in json.dumps(first.records) + json.dumps(second.records)

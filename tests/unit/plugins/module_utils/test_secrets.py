@@ -35,7 +35,7 @@ def captured():
     ("fernet", 0, r"[A-Za-z0-9_-]{43}="),
 ])
 def test_generate_shapes(kind, length, pattern):
-    values = {_secrets.generate(kind, length) for _ in range(20)}
+    values = {_secrets.generate(kind, length) for _index in range(20)}
     assert len(values) == 20
     for value in values:
         assert re.fullmatch(pattern, value), value
