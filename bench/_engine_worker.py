@@ -34,6 +34,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _restore as res
 from ansible_collections.runbook.ops.plugins.module_utils import _store as stores  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils import _streams as streams  # noqa: E402
 
+
 def apply_variant(variant):
     """Monkeypatch this process's module_utils to try one hypothesis."""
     chunk = variant.get("chunk_size")

@@ -648,8 +648,6 @@ def run_dataset(args, settings, dataset):
     progress("results written to %s" % os.path.relpath(path, REPO))
 
 
-
-
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.exit(main(sys.argv[1:]))

@@ -68,7 +68,7 @@ attributes:
 EXAMPLES = r'''
 - name: The daily report on the controller
   runbook.ops.check_report:
-    findings: [ "{{ logs.findings }}", "{{ redis.findings }}" ]
+    findings: ["{{ logs.findings }}", "{{ redis.findings }}"]
     title: Daily check
     host: "{{ inventory_hostname }}"
     sections: [{id: logs, title: "Errors in recent logs"}, {id: queue, title: Queue length}]
