@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""playbooks/daily_check.yml (HP6, seed 001's morning checklist) through ansible-playbook, against the sample
+"""playbooks/daily_check.yml (HP6, the morning checklist) through ansible-playbook, against the sample
 service, the test PostgreSQL and Redis servers, and a local backup store."""
 
 from __future__ import annotations
