@@ -413,8 +413,8 @@ def test_host_resources_module_check_mode_and_refusals(tmp_path):
     assert checks["load"]["state"] == "warning" and checks["load"]["unit"] == "per core"
     assert run.result["state"] == "warning" and run.result["figures"]["sample_seconds"] == 0.2
 
-    run = run_module(tmp_path, "runbook.ops.host_resources", {"memory_warn_percent": 0, "memory_crit_percent": 0,
-                                                               "cpu": False})
+    run = run_module(tmp_path, "runbook.ops.host_resources",
+                     {"memory_warn_percent": 0, "memory_crit_percent": 0, "cpu": False})
     assert run.failed and run.result["state"] == "critical"
     assert [item["check"] for item in run.result["findings"]] == ["memory"]
 
