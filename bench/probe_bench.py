@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Probe benchmark (issue 4): one http_probe task against an ansible.builtin.uri loop.
+"""Probe benchmark: one http_probe task against an ansible.builtin.uri loop.
 
     python bench/run.py probe [--targets 100] [--delay 0.2] [--runs 3] [--concurrency 100]
 

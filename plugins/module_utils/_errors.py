@@ -54,6 +54,10 @@ class LockError(RunbookError):
     """A single-writer lock is held by another process."""
 
 
+class HostError(RunbookError):
+    """The managed host's own figures (/proc memory, CPU, load) could not be read."""
+
+
 class ProbeError(RunbookError):
     """A probe definition is invalid (bad URL, bad JMESPath, unknown comparison)."""
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""playbooks/daily_check.yml (HP6, seed 001's morning checklist) through ansible-playbook, against the sample
+"""playbooks/daily_check.yml (HP6, the morning checklist) through ansible-playbook, against the sample
 service, the test PostgreSQL and Redis servers, and a local backup store."""
 
 from __future__ import annotations
@@ -375,3 +375,51 @@ def test_postgresql_down_is_a_critical_finding_in_the_written_report(tmp_path):
     assert finding["state"] == "critical" and str(port) in finding["detail"], finding
     text, _report = written_report(result)
     assert "| CRITICAL | postgresql |" in text
+
+
+def test_memory_and_cpu_over_zero_percent_are_critical(tmp_path):
+    host_vars = minimal_vars(tmp_path, daily_check_resources_enabled=True,
+                             daily_check_memory_warn_percent=0, daily_check_memory_crit_percent=0,
+                             daily_check_cpu_warn_percent=0, daily_check_cpu_crit_percent=0)
+    run = run_daily(tmp_path, host_vars)
+    assert run.rc != 0 and run.task(FAIL_TASK)["status"] == "failed", run.output[-3000:]
+    result = fact(run, RESULT_TASK, "daily_check_result")
+    checks = by_check(result)
+    for name in ("memory", "cpu"):
+        item = checks[name]
+        assert item["state"] == "critical" and item["section"] == "resources" and item["unit"] == "%", item
+        assert "critical over 0%" in item["detail"], item
+    assert 0 < checks["memory"]["value"] < 100 and 0 <= checks["cpu"]["value"] <= 100
+    markdown, _report = written_report(result)
+    assert "| CRITICAL | memory |" in markdown and "| CRITICAL | cpu |" in markdown
+
+
+def test_cpu_sample_interval_out_of_range_is_refused(tmp_path):
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_resources_enabled=True,
+                                           daily_check_cpu_sample_seconds=61))
+    assert run.rc != 0
+    finding = by_check(fact(run, RESULT_TASK, "daily_check_result"))["memory and cpu"]
+    assert finding["state"] == "critical" and "sample_seconds must be between 0.1 and 60 seconds, got 61" in finding["detail"]
+
+
+def test_host_resources_module_check_mode_and_refusals(tmp_path):
+    run = run_module(tmp_path, "runbook.ops.host_resources",
+                     {"sample_seconds": 0.2, "cpu_warn_percent": 100, "cpu_crit_percent": 100,  # other tests keep the CPUs busy
+                      "load_warn_per_core": 0, "load_crit_per_core": 1000,
+                      "swap_warn_percent": 50, "swap_crit_percent": 90}, check=True)
+    assert not run.failed and run.result["changed"] is False, run.output[-3000:]
+    checks = {item["check"]: item for item in run.result["findings"]}
+    assert set(checks) == {"memory", "cpu", "load", "swap"}
+    assert checks["load"]["state"] == "warning" and checks["load"]["unit"] == "per core"
+    assert run.result["state"] == "warning" and run.result["figures"]["sample_seconds"] == 0.2
+
+    run = run_module(tmp_path, "runbook.ops.host_resources",
+                     {"memory_warn_percent": 0, "memory_crit_percent": 0, "cpu": False})
+    assert run.failed and run.result["state"] == "critical"
+    assert [item["check"] for item in run.result["findings"]] == ["memory"]
+
+    for params, message in (({"sample_seconds": 0}, "sample_seconds must be between 0.1 and 60 seconds, got 0"),
+                            ({"cpu_warn_percent": 95, "cpu_crit_percent": 90},
+                             "cpu_warn (95.0) must not be above cpu_crit (90.0)")):
+        run = run_module(tmp_path, "runbook.ops.host_resources", params)
+        assert run.failed and message in run.result["msg"], run.result
