@@ -24,7 +24,7 @@ import datetime
 import json
 import os
 
-from ansible_collections.runbook.ops.plugins.module_utils import _files, _probe, _secrets
+from ansible_collections.runbook.ops.plugins.module_utils import _files, _probe, _probe_target, _secrets
 from ansible_collections.runbook.ops.plugins.module_utils._envfile import EnvFile, check_key, restore_backup
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RotationError
 
@@ -235,7 +235,8 @@ class EnvSecret:
         env, record, new, old = self.values_for_test()
         if self.check_mode:
             return self.result(env, False, "would test %s against %s" % (self.key, probe["url"]), record)
-        targets = [_probe.ProbeTarget.from_dict(target, index=index) for index, target in enumerate(probe_targets(probe, new, old))]
+        targets = [_probe_target.ProbeTarget.from_dict(target, index=index)
+                   for index, target in enumerate(probe_targets(probe, new, old))]
         report = _probe.Prober(concurrency=2).run(targets, wait=True, wait_timeout=probe.get("wait_timeout") or 30.0,
                                                   wait_delay=0.5, wait_max_delay=2.0)
         checks = [{"name": r["name"], "state": r["state"], "reasons": r.get("reasons", []), "status": r.get("status")}
@@ -339,7 +340,7 @@ class EnvSecret:
 # The test step: probe the running service with the new and the old value
 
 def probe_targets(probe, new, old):
-    """Target dicts for ``_probe.ProbeTarget.from_dict``: the new value must be accepted; the old
+    """Target dicts for ``_probe_target.ProbeTarget.from_dict``: the new value must be accepted; the old
     one refused or accepted as ``probe['previous']`` says.  Names say what each check means."""
     header = probe.get("header") or "x-api-token"
     if header not in TOKEN_HEADERS:
