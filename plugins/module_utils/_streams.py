@@ -28,14 +28,11 @@ CHUNK_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; Python 3.10+ names it
 COMPRESSIONS = ("zstd", "gzip", "none")
-# zstd level 1 by default: on application-like data (bench/, dataset "app") it compressed at
-# 458 MB/s against level 3's 212 MB/s on one core and wrote a smaller file (249 vs 273 MiB);
-# on random data both shrink it equally little.
+# zstd level 1 by default.  Measured with bench/ on the application-like dataset (1.6 GiB, 2 cores,
+# medians of 3): level 1 took 0.91x the pg_dump -Z0 floor and wrote 0.839x pg_dump -Fc's size;
+# level 3 took 1.12x and wrote 0.921x.  A zstd worker thread gained nothing there (0.96x, +9 MiB):
+# the dump, not the compressor, is the bottleneck at level 1.
 DEFAULT_LEVELS = {"zstd": 1, "gzip": 6, "none": 0}
-# One zstd worker thread: compression runs beside the pipe reads, hashing and writes instead of
-# after them (bench variants on 2 cores: 13.6 s -> 6.9-8.9 s for the 1.6 GiB "app" database,
-# peak RSS +16 MiB).  More workers gain nothing on 2 cores shared with pg_dump and the server.
-ZSTD_WORKERS = 1
 EXTENSIONS = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 
 
@@ -232,7 +229,7 @@ def compressing_reader(source, compression, level=None):
     if compression == "zstd":
         _need_zstandard()
         # write_checksum adds a per-frame xxhash: corruption shows during decompression too.
-        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=ZSTD_WORKERS)
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
         return cctx.stream_reader(source, read_size=CHUNK_SIZE, closefd=False)
     if compression == "gzip":
         return _ZlibReader(source, compress=True, level=level)
