@@ -20,7 +20,15 @@ users            role that owns the objects.  The role the env file does not use
 
 ``revert(env_file, backup, role)`` undoes either: the env file back byte-identical from its 0600
 backup; the old password made valid again from that backup (single user) or the switched-to role
-disabled again (alternating).  Plain Python, no Ansible imports.
+disabled again (alternating).
+
+A run killed mid-rotation is picked up by the next one through the rotation record of ``_rotation``
+(``.<env file>.rotation.json``, 0600, keyed by the env key): before the server or the env file is
+touched it records phase ``pending`` with the 0600 env backup's path, the fingerprints of the old and
+new password and which role gets the new one; ``set`` once the env file points at it; ``finished``
+or ``reverted`` at the end.  No password or verifier is ever recorded: a revert re-sets the old
+password read from the env file (or its backup), so the old verifier need not be kept anywhere.
+Plain Python, no Ansible imports.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import contextlib
 import os
 import urllib.parse
 
-from ansible_collections.runbook.ops.plugins.module_utils import _secrets
+from ansible_collections.runbook.ops.plugins.module_utils import _files, _rotation, _secrets
 from ansible_collections.runbook.ops.plugins.module_utils._envfile import EnvFile, restore_backup
 from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, RotationError
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import PgServer, _pg_message
@@ -257,7 +265,12 @@ class DatabaseCredential:
             current_user, _old = url_credentials(url)
         elif password is None:
             raise RotationError("a generated password needs env_file to be written to (it would be lost otherwise)")
-        result = {"previous_role": current_user}
+        result = {"previous_role": current_user, "resumed": False, "reverted_unfinished": None}
+        if env is not None:
+            with self._lock():
+                resumed = self._resume(url, database, result)
+            if resumed is not None:
+                return resumed
         if alternate:
             if env is None:
                 raise RotationError("alternating users need env_file: the switch happens there")
@@ -269,8 +282,28 @@ class DatabaseCredential:
             raise RotationError("no role given and the URL in %s names no user" % self.env_file)
         new = password if password is not None else _secrets.generate(generate, length)
         database = self._database(url, database)
-        outcome = self.passwords.set_password(role, new, database=database, verify=verify, force=force or bool(alternate),
-                                              login=True if alternate else None)
+        record = entry = None
+        if env is not None and not self.check_mode:
+            # recorded (with the backup) before the server or the env file changes: a run killed from
+            # here on is finished or reverted by the next one
+            try:
+                backup = _files.private_copy(self.env_file)
+            except OSError as exc:
+                raise RotationError("cannot back up %s: %s" % (self.env_file, exc.strerror or exc)) from None
+            record = _rotation.RotationRecord.load(self.env_file)
+            entry = {"seq": record.next_seq(), "phase": "pending", "pending": _secrets.fingerprint(new),
+                     "current": _secrets.fingerprint(url_credentials(url)[1]), "previous": None,
+                     "role": role, "previous_role": current_user, "strategy": "alternating" if alternate else "single",
+                     "started": _rotation.now_iso(), "tested": None, "finished": None, "backup": backup}
+            record.put(self.env_key, entry)
+            record.save()
+        try:
+            outcome = self.passwords.set_password(role, new, database=database, verify=verify, force=force or bool(alternate),
+                                                  login=True if alternate else None)
+        except Exception:
+            if entry is not None:  # set_password put the old verifier back (or changed nothing)
+                self._close(record, entry, "reverted")
+            raise
         result.update(outcome)
         result["active_role"] = role
         result["database"] = database
@@ -281,8 +314,22 @@ class DatabaseCredential:
                 env.set(self.env_key, url_with_credentials(url, role, new))
                 result["env_changed"] = True
                 if not self.check_mode:
-                    result["env_backup"] = env.write(backup=True)
+                    env.write(backup=False)
+                    result["env_backup"] = entry["backup"]
+                    entry["phase"] = "set"
+                    record.save()
+            elif entry is not None:  # nothing changed: no rotation to record
+                if not outcome["changed"]:
+                    _files.unlink_quietly(entry["backup"])
+                    record.data["keys"].pop(self.env_key, None)
+                    record.save()
+                else:
+                    entry["phase"] = "set"
+                    result["env_backup"] = entry["backup"]
+                    record.save()
         result["changed"] = result["changed"] or result["env_changed"]
+        if result["reverted_unfinished"]:
+            result["changed"] = True
         verb = "would set" if self.check_mode else "set"
         if not outcome["changed"]:
             what = "the password of %s already is %s" % (role, outcome["fingerprint"])
@@ -295,8 +342,94 @@ class DatabaseCredential:
             what += "; %s %s in %s" % ("would point" if self.check_mode else "pointed", self.env_key, self.env_file)
             if current_user and current_user != role:
                 what += " from %s to %s" % (current_user, role)
+        if result["reverted_unfinished"]:
+            what = "%s; then %s" % (result["reverted_unfinished"], what)
         result["msg"] = what
         return result
+
+    # ------------------------------------------------------------------ the rotation record
+
+    def _lock(self):
+        if self.check_mode:
+            return contextlib.nullcontext()
+        return _files.FileLock(_rotation.record_path(self.env_file) + ".lock", timeout=_rotation.LOCK_TIMEOUT)
+
+    def _close(self, record, entry, phase, remove_backup=True):
+        if remove_backup and entry.get("backup"):
+            _files.unlink_quietly(entry["backup"])
+            entry["backup"] = None
+        if phase == "finished":
+            entry["current"] = entry.get("pending")
+        entry.update(phase=phase, finished=_rotation.now_iso(), pending=None)
+        record.save()
+
+    def unfinished(self):
+        """(record, entry) of this env key's rotation; entry None unless one is unfinished."""
+        record = _rotation.RotationRecord.load(self.env_file)
+        entry = record.entry(self.env_key)
+        return record, (entry if entry and entry.get("phase") in _rotation.IN_PROGRESS else None)
+
+    def _resume(self, url, database, result):
+        """An unfinished rotation of a killed run: the env file already points at the staged password →
+        a result that lets the caller restart, verify and finish it (``resumed``); the env file still
+        holds the old one → the server side is reverted (old password re-set from the env file, or the
+        switched-to role disabled again) and None is returned so a fresh rotation proceeds."""
+        record, entry = self.unfinished()
+        if entry is None:
+            return None
+        user, password = url_credentials(url)
+        now_fp = _secrets.fingerprint(password)
+        role = entry.get("role")
+        since = "the unfinished rotation of %s started %s" % (role, entry.get("started"))
+        if now_fp == entry.get("pending") and user == role and entry.get("backup") and os.path.exists(entry["backup"]):
+            verb = "would resume" if self.check_mode else "resuming"
+            result.update(changed=False, resumed=True, role=role, active_role=role, previous_role=entry.get("previous_role"),
+                          fingerprint=now_fp, database=self._database(url, database), env_changed=False,
+                          env_backup=entry["backup"], known=False, verified=False,
+                          msg="%s %s (phase %s, %s points %s at %s): restart, verify, then finish or revert" % (
+                              verb, since, entry["phase"], self.env_file, self.env_key, now_fp))
+            return result
+        if now_fp != entry.get("current") or user != entry.get("previous_role"):
+            raise RotationError("%s in %s holds %s for %s, neither the old (%s) nor the new (%s) credential of %s; "
+                                "someone changed it since: check it, then move %s aside (nothing was changed)" % (
+                                    self.env_key, self.env_file, now_fp, user, entry.get("current"), entry.get("pending"),
+                                    since, record.path))
+        # killed before the env file was written: the server may hold the new verifier
+        if role == user:
+            self.passwords.set_password(role, password, database=self._database(url, database),
+                                        verify=not self.check_mode, force=True)
+            undo = "the old password of %s re-set from %s" % (role, self.env_file)
+        else:
+            self.passwords.disable(role)
+            undo = "%s disabled again" % role
+        if not self.check_mode:
+            self._close(record, entry, "reverted")
+        result["reverted_unfinished"] = "%s %s (%s never reached %s)" % (
+            "would revert" if self.check_mode else "reverted", since, entry.get("pending"), self.env_file)
+        result["reverted_unfinished"] += "; " + undo
+        return None
+
+    def finish(self, keep_backup=True):
+        """Mark the rotation recorded for this env file finished once the service was verified on the
+        new credential; without ``keep_backup`` its env backup (which holds the old password) is removed."""
+        with self._lock():
+            record, entry = self.unfinished()
+            if entry is None:
+                return {"changed": False, "role": None, "env_backup": None,
+                        "msg": "no unfinished rotation of %s in %s" % (self.env_key, self.env_file)}
+            env, url = self._env()
+            now_fp = _secrets.fingerprint(url_credentials(url)[1])
+            if now_fp != entry.get("pending"):
+                raise RotationError("cannot finish the rotation of %s in %s: it holds %s, not the %s this rotation set"
+                                    % (self.env_key, self.env_file, now_fp, entry.get("pending")))
+            del env
+            backup = entry.get("backup")
+            verb = "would finish" if self.check_mode else "finished"
+            if not self.check_mode:
+                self._close(record, entry, "finished", remove_backup=not keep_backup)
+            return {"changed": True, "role": entry.get("role"), "env_backup": backup if keep_backup else None,
+                    "msg": "%s the rotation of %s (%s)%s" % (verb, entry.get("role"), now_fp,
+                                                              "" if keep_backup or not backup else "; backup removed")}
 
     def revert(self, backup, role):
         """Undo ``apply``: the env file back from ``backup`` byte-identical; the password from the backup's
@@ -321,6 +454,11 @@ class DatabaseCredential:
             env_changed = handle.read() != wanted
         if env_changed and not self.check_mode:
             restore_backup(backup, self.env_file)
+        if not self.check_mode:
+            with self._lock():
+                record, entry = self.unfinished()
+                if entry is not None:
+                    self._close(record, entry, "reverted", remove_backup=False)
         result.update(changed=outcome["changed"] or env_changed, env_changed=env_changed, known=outcome["known"],
                       msg="%s%s; %s" % ("would revert: " if self.check_mode else "",
                                         "%s restored from %s" % (self.env_file, backup) if env_changed

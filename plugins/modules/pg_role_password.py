@@ -66,8 +66,17 @@ options:
       - V(reverted) undoes a V(present) or V(rotated) run from its O(env_backup) - the env file back
         byte-identical; the previous password made valid again (single user) or O(role) disabled again
         (alternating users, where the backup's URL names the other role).
+      - V(finished) marks the rotation recorded for O(env_file) finished, once the service was verified on the
+        new credential (and, with alternating users, the old role disabled); see O(keep_backup).
+      - With O(env_file), V(present) and V(rotated) keep a 0600 rotation record beside it
+        (C(.<file>.rotation.json), the one of M(runbook.ops.env_secret)) with the phase, the fingerprints of the old
+        and new password, the role and the backup path - never a password or verifier. It is written before the
+        server or the file changes. When a killed run left an unfinished rotation, V(rotated) resumes it if the env
+        file already points at the new password (RV(resumed); nothing is changed, restart and verify, then
+        V(finished) or V(reverted)), or reverts the server side first (the old password re-set from the env file, or
+        the switched-to role disabled again) and then rotates afresh if it never reached the env file.
     type: str
-    choices: [present, rotated, disabled, reverted]
+    choices: [present, rotated, disabled, reverted, finished]
     default: present
   role:
     description:
@@ -116,6 +125,10 @@ options:
   env_backup:
     description: With O(state=reverted), the backup of O(env_file) that the reverted run returned (RV(env_backup)).
     type: path
+  keep_backup:
+    description: With O(state=finished), keep the env file backup (it holds the old password); otherwise it is removed.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -231,6 +244,16 @@ database:
   returned: when state is present or rotated
   type: str
   sample: app
+resumed:
+  description: Whether O(state=rotated) resumed an unfinished rotation of a killed run instead of starting one.
+  returned: when state is present or rotated and env_file is given
+  type: bool
+  sample: false
+reverted_unfinished:
+  description: What was reverted of an unfinished rotation that never reached the env file, before rotating afresh.
+  returned: when state is present or rotated and env_file is given
+  type: str
+  sample: null
 env_changed:
   description: Whether the env file was (or, in check mode, would be) rewritten.
   returned: when env_file is given
@@ -271,6 +294,8 @@ def run(module, params):
         return result
     if state == "reverted":
         return credential.revert(params["env_backup"], params["role"])
+    if state == "finished":
+        return credential.finish(keep_backup=params["keep_backup"])
     return credential.apply(role=params["role"], password=params["new_password"], generate=params["generate"],
                             length=params["length"], database=params["database"], verify=params["verify"],
                             force=state == "rotated", alternate=params["alternate_roles"])
@@ -281,7 +306,7 @@ def main():
     module = AnsibleModule(
         argument_spec=merged(
             POSTGRES_OPTIONS,
-            state={"type": "str", "default": "present", "choices": ["present", "rotated", "disabled", "reverted"]},
+            state={"type": "str", "default": "present", "choices": ["present", "rotated", "disabled", "reverted", "finished"]},
             role={"type": "str"},
             new_password={"type": "str", "no_log": True},
             generate={"type": "str", "default": "urlsafe", "choices": list(_secrets.KINDS)},
@@ -293,9 +318,11 @@ def main():
             env_file={"type": "path"},
             env_key={"type": "str", "default": "DATABASE_URL", "no_log": False},
             env_backup={"type": "path"},
+            keep_backup={"type": "bool", "default": True},
         ),
         required_if=[["state", "present", ["new_password"]], ["state", "disabled", ["role"]],
-                     ["state", "reverted", ["role", "env_file", "env_backup"]]],
+                     ["state", "reverted", ["role", "env_file", "env_backup"]],
+                     ["state", "finished", ["env_file"]]],
         mutually_exclusive=[["role", "alternate_roles"]],
         supports_check_mode=True,
     )
