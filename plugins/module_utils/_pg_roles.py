@@ -255,7 +255,7 @@ class DatabaseCredential:
         return database or (url_database(url) if url else None) or self.passwords.database
 
     def apply(self, role=None, password=None, generate="urlsafe", length=32, database=None, verify=True,
-              force=False, alternate=None):
+              force=False, alternate=None, resume=False):
         """Set the password (given or generated) of ``role`` (or of the idle one of ``alternate``) and
         point the env file's URL at it.  Returns a result dict without any secret."""
         env = url = None
@@ -266,7 +266,7 @@ class DatabaseCredential:
         elif password is None:
             raise RotationError("a generated password needs env_file to be written to (it would be lost otherwise)")
         result = {"previous_role": current_user, "resumed": False, "reverted_unfinished": None}
-        if env is not None:
+        if env is not None and resume:
             with self._lock():
                 resumed = self._resume(url, database, result)
             if resumed is not None:

@@ -71,10 +71,7 @@ options:
       - With O(env_file), V(present) and V(rotated) keep a 0600 rotation record beside it
         (C(.<file>.rotation.json), the one of M(runbook.ops.env_secret)) with the phase, the fingerprints of the old
         and new password, the role and the backup path - never a password or verifier. It is written before the
-        server or the file changes. When a killed run left an unfinished rotation, V(rotated) resumes it if the env
-        file already points at the new password (RV(resumed); nothing is changed, restart and verify, then
-        V(finished) or V(reverted)), or reverts the server side first (the old password re-set from the env file, or
-        the switched-to role disabled again) and then rotates afresh if it never reached the env file.
+        server or the file changes; see O(resume).
     type: str
     choices: [present, rotated, disabled, reverted, finished]
     default: present
@@ -125,6 +122,17 @@ options:
   env_backup:
     description: With O(state=reverted), the backup of O(env_file) that the reverted run returned (RV(env_backup)).
     type: path
+  resume:
+    description:
+      - With O(env_file), when the rotation record shows an unfinished rotation (a run killed before V(finished) or
+        V(reverted)), V(rotated) and V(present) pick it up. If the env file already points at its new password,
+        nothing is changed and RV(resumed) is true (restart and verify the service, then V(finished) or
+        V(reverted) with RV(env_backup)). If it never reached the env file, the server side is reverted first (the
+        old password re-set from the env file, or the switched-to role disabled again) and a fresh rotation follows.
+      - Off by default so that callers which never use V(finished) keep rotating afresh each run; the
+        C(runbook.ops.rotate_db_password) role turns it on.
+    type: bool
+    default: false
   keep_backup:
     description: With O(state=finished), keep the env file backup (it holds the old password); otherwise it is removed.
     type: bool
@@ -298,7 +306,7 @@ def run(module, params):
         return credential.finish(keep_backup=params["keep_backup"])
     return credential.apply(role=params["role"], password=params["new_password"], generate=params["generate"],
                             length=params["length"], database=params["database"], verify=params["verify"],
-                            force=state == "rotated", alternate=params["alternate_roles"])
+                            force=state == "rotated", alternate=params["alternate_roles"], resume=params["resume"])
 
 
 def main():
@@ -319,6 +327,7 @@ def main():
             env_key={"type": "str", "default": "DATABASE_URL", "no_log": False},
             env_backup={"type": "path"},
             keep_backup={"type": "bool", "default": True},
+            resume={"type": "bool", "default": False},
         ),
         required_if=[["state", "present", ["new_password"]], ["state", "disabled", ["role"]],
                      ["state", "reverted", ["role", "env_file", "env_backup"]],
