@@ -162,3 +162,40 @@ def test_killed_before_the_env_file_was_written_is_reverted_then_rotated(tmp_pat
     assert svc.get("/readyz").status == 200
     assert record(svc)[1]["phase"] == "finished" and backups(svc) == []
     assert_no_secret(run, pg_roles, old, staged, new)
+
+
+def test_module_finished_and_refusals(tmp_path, pg_roles, ansible_module):
+    """state finished closes the record (and removes the backup); resume is off unless asked; an env
+    file changed by hand since the rotation is refused, nothing changed."""
+    from test_pg_role_password import MODULE, env_url, write_env
+    old = new_password()
+    role = pg_roles.create("km", password=old)
+    env_file = tmp_path / "app.env"
+    write_env(env_file, pg_roles.url(role, old))
+    params = pg_roles.module_params(env_file=str(env_file))
+    nothing = ansible_module(MODULE, dict(params, state="finished")).result
+    assert nothing["changed"] is False and "no unfinished rotation" in nothing["msg"]
+
+    first = ansible_module(MODULE, dict(params, state="rotated")).result
+    assert first["changed"] and first["resumed"] is False and os.path.exists(first["env_backup"])
+    staged = env_url(env_file)
+    fresh = ansible_module(MODULE, dict(params, state="rotated")).result  # resume off: a fresh rotation
+    assert fresh["resumed"] is False and env_url(env_file) != staged
+    again = ansible_module(MODULE, dict(params, state="rotated", resume=True)).result
+    assert again["resumed"] is True and again["changed"] is False and again["env_backup"] == fresh["env_backup"]
+    assert again["fingerprint"] == fresh["fingerprint"]
+
+    checked = ansible_module(MODULE, dict(params, state="finished", keep_backup=False), check=True).result
+    assert checked["changed"] and checked["msg"].startswith("would finish") and os.path.exists(fresh["env_backup"])
+    done = ansible_module(MODULE, dict(params, state="finished", keep_backup=False)).result
+    assert done["changed"] and not os.path.exists(fresh["env_backup"])
+    assert ansible_module(MODULE, dict(params, state="finished")).result["changed"] is False
+
+    third = ansible_module(MODULE, dict(params, state="rotated")).result
+    write_env(env_file, pg_roles.url(role, old))  # changed by hand since
+    before = env_file.read_bytes()
+    refused = ansible_module(MODULE, dict(params, state="rotated", resume=True))
+    assert refused.failed and "someone changed it since" in refused.result["msg"]
+    assert env_file.read_bytes() == before and not pg_roles.can_login(role, old)  # the server was not touched either
+    stuck = ansible_module(MODULE, dict(params, state="finished"))
+    assert stuck.failed and "not the %s this rotation set" % third["fingerprint"] in stuck.result["msg"]
