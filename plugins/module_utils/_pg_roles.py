@@ -417,19 +417,18 @@ class DatabaseCredential:
             if entry is None:
                 return {"changed": False, "role": None, "env_backup": None,
                         "msg": "no unfinished rotation of %s in %s" % (self.env_key, self.env_file)}
-            env, url = self._env()
+            _env, url = self._env()
             now_fp = _secrets.fingerprint(url_credentials(url)[1])
             if now_fp != entry.get("pending"):
                 raise RotationError("cannot finish the rotation of %s in %s: it holds %s, not the %s this rotation set"
                                     % (self.env_key, self.env_file, now_fp, entry.get("pending")))
-            del env
             backup = entry.get("backup")
             verb = "would finish" if self.check_mode else "finished"
             if not self.check_mode:
                 self._close(record, entry, "finished", remove_backup=not keep_backup)
             return {"changed": True, "role": entry.get("role"), "env_backup": backup if keep_backup else None,
-                    "msg": "%s the rotation of %s (%s)%s" % (verb, entry.get("role"), now_fp,
-                                                              "" if keep_backup or not backup else "; backup removed")}
+                    "msg": "%s the rotation of %s (%s)%s" % (
+                        verb, entry.get("role"), now_fp, "" if keep_backup or not backup else "; backup removed")}
 
     def revert(self, backup, role):
         """Undo ``apply``: the env file back from ``backup`` byte-identical; the password from the backup's
