@@ -164,6 +164,28 @@ def test_killed_before_the_env_file_was_written_is_reverted_then_rotated(tmp_pat
     assert_no_secret(run, pg_roles, old, staged, new)
 
 
+def test_killed_alternating_rotation_retires_the_old_role_on_the_next_run(tmp_path, pg_roles, sample_service):
+    owner = pg_roles.create("kown", login=False)
+    pg_roles.grant_database(owner)
+    pass_a = new_password()
+    role_a = pg_roles.create("ka", password=pass_a, member_of=owner, owner_default=True)
+    role_b = pg_roles.create("kb", login=False, member_of=owner, owner_default=True)
+    svc = service_on(sample_service, pg_roles, role_a, pass_a)
+    alternating = {"rotate_db_password_strategy": "alternating", "rotate_db_password_roles": [role_a, role_b]}
+    entry = killed_run(tmp_path, svc, pg_roles, **alternating)
+    assert (entry["role"], entry["previous_role"], entry["strategy"]) == (role_b, role_a, "alternating")
+    user, pass_b = credentials(svc)
+    assert user == role_b and pg_roles.can_login(role_a, pass_a)  # not retired: the service was never verified
+
+    run = rotate(tmp_path, svc, pg_roles, **alternating)
+    assert run.rc == 0, run.output
+    assert "resuming the unfinished rotation of %s" % role_b in run.output
+    assert credentials(svc) == (role_b, pass_b) and pg_roles.can_login(role_b, pass_b)
+    assert not pg_roles.can_login(role_a, pass_a) and pg_roles.stored(role_a) == (None, False)  # retired after verification
+    assert svc.get("/readyz").status == 200 and record(svc)[1]["phase"] == "finished" and backups(svc) == []
+    assert_no_secret(run, pg_roles, pass_a, pass_b)
+
+
 def test_module_finished_and_refusals(tmp_path, pg_roles, ansible_module):
     """state finished closes the record (and removes the backup); resume is off unless asked; an env
     file changed by hand since the rotation is refused, nothing changed."""
