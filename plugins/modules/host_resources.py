@@ -154,8 +154,7 @@ def main():
     except RunbookError as exc:
         module.fail_json(msg=str(exc))
     result["thresholds"] = _host_resources.thresholds(memory, cpu, load, swap)
-    counts = _status.summarize(f["state"] for f in result["findings"])
-    result["msg"] = _findings.summary_line(result["state"], counts, _findings.problems(result["findings"]))
+    result["msg"] = _findings.overview(result["findings"], state=result["state"])["msg"]
     if _status.fails(result["state"], params["fail_on"]):
         module.fail_json(changed=False, **result)
     module.exit_json(changed=False, **result)

@@ -270,8 +270,7 @@ def main():
         module.fail_json(msg=str(exc))
     if not result["findings"]:
         module.fail_json(msg="log_scan: give paths or containers to search")
-    counts = _status.summarize(f["state"] for f in result["findings"])
-    result["msg"] = _findings.summary_line(result["state"], counts, _findings.problems(result["findings"]))
+    result["msg"] = _findings.overview(result["findings"], state=result["state"])["msg"]
     if _status.fails(result["state"], params["fail_on"]):
         module.fail_json(changed=False, **result)
     module.exit_json(changed=False, **result)
