@@ -281,7 +281,7 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _rotation, _secrets
-from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
 
 PROBE_OPTIONS = {
     "url": {"type": "str", "required": True},
@@ -296,6 +296,7 @@ PROBE_OPTIONS = {
 
 
 def main():
+    handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
