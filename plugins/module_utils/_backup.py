@@ -82,19 +82,21 @@ class BackupIdentity:
         if path and not os.path.isabs(path):
             raise ParameterError("path must be absolute, got %r" % path)
         self.path = path
-        if engine == "postgresql":
+        self.database = self.database_name(database, path)
+        self.label = manifests.database_label(self.database)
+
+    def database_name(self, database, path):
+        """The name the catalog files this engine's backups under.  An engine backed up by a
+        module of its own names its data in a subclass."""
+        if self.engine == "postgresql":
             if not database:
                 raise ParameterError("database is required for engine postgresql")
-            self.database = postgres.check_database_name(database)
-        elif engine == "sqlite":
+            return postgres.check_database_name(database)
+        if self.engine == "sqlite":
             if not path and not database:
                 raise ParameterError("path (the SQLite database file) is required for engine sqlite")
-            self.database = database or manifests.sqlite_database_name(path)
-        else:
-            if not database:
-                raise ParameterError("a volume backup needs a label")
-            self.database = database
-        self.label = manifests.database_label(self.database)
+            return database or manifests.sqlite_database_name(path)
+        raise ParameterError("engine %s is backed up by its own module, not with database options" % self.engine)
 
     @property
     def folder(self):
@@ -102,7 +104,11 @@ class BackupIdentity:
 
 
 class BackupSpec(BackupIdentity):
-    """What to back up and how (db_backup, volume_backup); built once from module options."""
+    """What to back up and how; built once from module options (db_backup; an engine with a module of
+    its own subclasses it)."""
+
+    # The one dump format of an engine other than PostgreSQL; a subclass for another engine sets its own.
+    own_format = "sqlite"
 
     def __init__(self, service, engine, database=None, path=None, server=None, compression="zstd",
                  compression_level=None, dump_format=None, jobs=1, tmp_dir=None, extra_args=()):
@@ -114,10 +120,9 @@ class BackupSpec(BackupIdentity):
             if server is None:
                 raise ParameterError("PostgreSQL connection options are required for engine postgresql")
         else:
-            own_format = "tar" if engine == "volume" else "sqlite"
-            if dump_format not in (None, own_format):
+            if dump_format not in (None, self.own_format):
                 raise ParameterError("format does not apply to engine %s" % engine)
-            self.dump_format = own_format
+            self.dump_format = self.own_format
         check_jobs(jobs)
         if jobs > 1 and self.dump_format != "directory":
             raise ParameterError("jobs %d needs format: directory (pg_dump runs a custom-format stream with one job)"

@@ -89,11 +89,9 @@ def problems(findings):
     return ["%s %s: %s" % (f["check"], f["state"], f["detail"] or "no detail") for f in bad]
 
 
-def summary_line(state, counts, problem_list, noun="checks"):
-    line = "%d of %d %s ok, overall %s" % (counts["ok"], counts["total"], noun, state)
-    if problem_list:
-        line += " - " + "; ".join(problem_list)
-    return line
+def overview(findings, noun="checks", state=None):
+    """``_status.overview`` of findings: the problems worst first, ``"; "`` between them."""
+    return _status.overview(findings, noun, problems=problems(findings), state=state, separator="; ")
 
 
 def _number(value):
@@ -162,19 +160,17 @@ def build(groups, title="Checks", host=None, started=None, finished=None, check_
           thresholds=None, sections=None, noun="checks", extra=None):
     """The report dict of lists of findings: state, counts, problems, msg, findings, thresholds."""
     findings = flatten(groups)
-    state = _status.worst(f["state"] for f in findings)
-    counts = _status.summarize(f["state"] for f in findings)
-    problem_list = problems(findings)
+    summary = overview(findings, noun)
     report = {
         "title": title,
         "host": host,
         "started": started,
         "finished": finished,
         "check_mode": bool(check_mode),
-        "state": state,
-        "counts": counts,
-        "problems": problem_list,
-        "msg": summary_line(state, counts, problem_list, noun),
+        "state": summary["state"],
+        "counts": summary["summary"],
+        "problems": problems(findings),
+        "msg": summary["msg"],
         "findings": findings,
         "thresholds": normalize_thresholds(thresholds),
         "sections": [{"id": str(s["id"]), "title": str(s.get("title") or s["id"])} for s in sections or ()],

@@ -15,8 +15,9 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.runbook.ops.plugins.module_utils._errors import MissingLibraryError
 
 
-def fail_with(module, exc):
-    """Fail the task with ``exc`` (a RunbookError) and the structured details it carries."""
+def fail_with(module, exc, **result):
+    """Fail the task with ``exc`` (a RunbookError) and the structured details it carries;
+    ``result`` adds fields of the task's own (e.g. ``changed``)."""
     if isinstance(exc, MissingLibraryError):
-        module.fail_json(msg=missing_required_lib(exc.library))
-    module.fail_json(msg=str(exc), **exc.details)
+        module.fail_json(msg=missing_required_lib(exc.library), **result)
+    module.fail_json(msg=str(exc), **dict(result, **exc.details))

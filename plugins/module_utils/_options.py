@@ -3,10 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specs shared by the backup modules, and the objects built from them.
 
-POSTGRES_OPTIONS, STORE_OPTIONS and BACKUP_SOURCE_OPTIONS are each documented once, in the doc
-fragment of the same name (plugins/doc_fragments/postgres.py, store.py, backup_source.py);
-VOLUME_SOURCE_OPTIONS has no fragment yet, so volume_backup and volume_restore document it
-themselves.
+POSTGRES_OPTIONS, STORE_OPTIONS, BACKUP_SOURCE_OPTIONS and VOLUME_SOURCE_OPTIONS are each
+documented once, in the doc fragment of the same name (plugins/doc_fragments/postgres.py, store.py,
+backup_source.py, volume_source.py).
 """
 
 from __future__ import annotations

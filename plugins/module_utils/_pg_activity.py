@@ -21,7 +21,7 @@ import time
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError, ParameterError
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import _pg_message
-from ansible_collections.runbook.ops.plugins.module_utils._status import level, rank, summarize, worst
+from ansible_collections.runbook.ops.plugins.module_utils._status import level, overview, rank, worst
 
 try:
     import psycopg2
@@ -659,13 +659,8 @@ def report(server, database, policy, size_databases=None):
 
 def conclude(result):
     """Set the overall state, the counts and the one-line message from ``result["findings"]``."""
-    states = [f["state"] for f in result["findings"]]
-    result["state"] = worst(states)
-    result["summary"] = summarize(states)
     problems = ["%s %s: %s" % (f["check"], f["state"], f["detail"]) for f in result["findings"] if f["state"] != "ok"]
-    result["msg"] = "%d of %d checks ok, overall %s" % (result["summary"]["ok"], len(states), result["state"])
-    if problems:
-        result["msg"] += " - " + " | ".join(problems)
+    result.update(overview(result["findings"], "checks", problems=problems))
     return result
 
 

@@ -661,14 +661,14 @@ def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetc
         report["checks"] = [check.evaluate(exposition) for check in checks]
         for name in return_samples or ():
             report["samples"][name] = [s.as_dict() for s in exposition.samples if s.name == name]
-    overview = _status.overview(report["checks"], "checks")
-    report["state"] = _status.worst([endpoint_state, overview["state"]])
-    report["summary"] = overview["summary"]
     # The overall state counts the endpoint too; the problems are the checks', or the endpoint's when it is down.
-    _counts, _sep, problems = overview["msg"].partition(" - ")
+    problems = None
     if endpoint_state == "critical":
-        problems = "endpoint %s: %s" % (report["url"], "; ".join(report["reasons"]))
-    report["msg"] = "%d of %d checks ok, overall %s" % (overview["summary"]["ok"], len(checks), report["state"])
-    report["msg"] += (" - " + problems) if problems else ""
+        problems = ["endpoint %s: %s" % (report["url"], "; ".join(report["reasons"]))]
+    overview = _status.overview(report["checks"], "checks", problems=problems,
+                                state=_status.worst([endpoint_state] + [c["state"] for c in report["checks"]]))
+    report["state"] = overview["state"]
+    report["summary"] = overview["summary"]
+    report["msg"] = overview["msg"]
     report["failed"] = _status.fails(report["state"], fail_on)
     return report

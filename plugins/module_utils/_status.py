@@ -93,17 +93,22 @@ def summarize(states):
     return counts
 
 
-def overview(results, noun, name_key="name"):
+def overview(results, noun, name_key="name", problems=None, state=None, separator=" | "):
     """State, counts and the one-line message of a list of results.
 
     Each result is a dict with ``state``, ``reasons`` (a list of strings) and ``name_key``.
     The message reads ``"2 of 3 targets ok, overall critical - api critical: status 500"``.
+    A caller that words its problems itself gives them as ``problems`` (a list of strings),
+    one whose overall state counts more than the results gives ``state``; ``separator``
+    joins the problems.
     """
-    state = worst(r["state"] for r in results)
     counts = summarize(r["state"] for r in results)
-    problems = ["%s %s: %s" % (r[name_key], r["state"], "; ".join(r.get("reasons") or ()) or "no detail")
-                for r in results if r["state"] != "ok"]
+    if state is None:
+        state = worst(r["state"] for r in results)
+    if problems is None:
+        problems = ["%s %s: %s" % (r[name_key], r["state"], "; ".join(r.get("reasons") or ()) or "no detail")
+                    for r in results if r["state"] != "ok"]
     msg = "%d of %d %s ok, overall %s" % (counts["ok"], counts["total"], noun, state)
     if problems:
-        msg += " - " + " | ".join(problems)
+        msg += " - " + separator.join(problems)
     return {"state": state, "summary": counts, "msg": msg}

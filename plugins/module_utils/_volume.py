@@ -120,9 +120,24 @@ class VolumeSource:
         return matching_containers(inspected, self.directory(error_cls), self.volume)
 
     def spec(self, service, compression="zstd", compression_level=None, tmp_dir=None):
-        """A BackupSpec for the catalog and the stream code of db_backup."""
-        return backups.BackupSpec(service, ENGINE, database=self.label, compression=compression,
-                                  compression_level=compression_level, tmp_dir=tmp_dir)
+        """A VolumeSpec for the catalog and the stream code of db_backup."""
+        return VolumeSpec(service, database=self.label, compression=compression,
+                          compression_level=compression_level, tmp_dir=tmp_dir)
+
+
+class VolumeSpec(backups.BackupSpec):
+    """A BackupSpec of a volume: its label is the catalog's database name, its format a tar stream."""
+
+    own_format = "tar"
+
+    def __init__(self, service, database=None, compression="zstd", compression_level=None, tmp_dir=None):
+        super().__init__(service, ENGINE, database=database, compression=compression,
+                         compression_level=compression_level, tmp_dir=tmp_dir)
+
+    def database_name(self, database, path):
+        if not database:
+            raise ParameterError("a volume backup needs a label")
+        return database
 
 
 class _DockerUnavailable(Exception):

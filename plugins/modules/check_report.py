@@ -136,6 +136,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _findings
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
 
 def main():
@@ -159,7 +160,7 @@ def main():
         report = _findings.build(params["findings"], params["title"], params["host"], params["started"], finished,
                                  module.check_mode, params["thresholds"], params["sections"], params["noun"])
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     result = {key: report[key] for key in ("state", "counts", "problems", "findings", "thresholds")}
     result.update(report=report, report_files=None, would_write=None, changed=False)
     msg = report["msg"]

@@ -248,6 +248,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _docker
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._status import FAIL_ON_ARGSPEC, fails
 
 
@@ -287,7 +288,7 @@ def main():
             project=params["compose_project"], required_services=params["compose_services"],
             ignore_services=params["ignore_services"], previous=previous)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     if fails(report["state"], params["fail_on"]):
         module.fail_json(changed=False, **report)
     module.exit_json(changed=False, **report)

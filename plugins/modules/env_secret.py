@@ -281,7 +281,8 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _rotation, _secrets
-from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
 PROBE_OPTIONS = {
     "url": {"type": "str", "required": True},
@@ -296,6 +297,7 @@ PROBE_OPTIONS = {
 
 
 def main():
+    handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
@@ -333,7 +335,7 @@ def main():
         else:
             result = secret.absent(backup=params["backup"])
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     diff = result.pop("diff", None)
     if module._diff and diff and result["changed"]:
         result["diff"] = diff

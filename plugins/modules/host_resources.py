@@ -117,6 +117,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils import _findings, _host_resources, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
 
 def _pair(params, warn, crit):
@@ -152,10 +153,9 @@ def main():
         result = _host_resources.measure(memory=memory, cpu=cpu, load=load, swap=swap,
                                          sample_seconds=params["sample_seconds"])
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     result["thresholds"] = _host_resources.thresholds(memory, cpu, load, swap)
-    counts = _status.summarize(f["state"] for f in result["findings"])
-    result["msg"] = _findings.summary_line(result["state"], counts, _findings.problems(result["findings"]))
+    result["msg"] = _findings.overview(result["findings"], state=result["state"])["msg"]
     if _status.fails(result["state"], params["fail_on"]):
         module.fail_json(changed=False, **result)
     module.exit_json(changed=False, **result)

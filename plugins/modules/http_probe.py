@@ -410,6 +410,7 @@ targets:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe, _probe_target, _status
 
 
@@ -448,7 +449,7 @@ def main():
             targets, wait=params["wait"], wait_timeout=params["wait_timeout"], wait_delay=params["wait_delay"],
             wait_max_delay=params["wait_max_delay"], fail_on=params["fail_on"])
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     failed = report.pop("failed")
     if failed:
         module.fail_json(changed=False, **report)

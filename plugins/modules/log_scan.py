@@ -188,6 +188,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _findings, _logscan, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
 try:
     import docker
@@ -267,11 +268,10 @@ def main():
                                params["containers"],
                                container_reader(params["docker_host"], since) if params["containers"] else None)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     if not result["findings"]:
         module.fail_json(msg="log_scan: give paths or containers to search")
-    counts = _status.summarize(f["state"] for f in result["findings"])
-    result["msg"] = _findings.summary_line(result["state"], counts, _findings.problems(result["findings"]))
+    result["msg"] = _findings.overview(result["findings"], state=result["state"])["msg"]
     if _status.fails(result["state"], params["fail_on"]):
         module.fail_json(changed=False, **result)
     module.exit_json(changed=False, **result)

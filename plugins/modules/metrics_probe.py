@@ -276,6 +276,7 @@ samples:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils import _http, _probe_target, _prometheus, _status
 
 _SELECTION = {"type": "dict", "required": True,
@@ -316,7 +317,7 @@ def main():
         checks = [_prometheus.MetricCheck.from_dict(c, i) for i, c in enumerate(params["checks"])]
         report = _prometheus.scrape_and_check(target, checks, params["return_samples"], params["fail_on"])
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     if report["parse_errors"]:
         module.warn("%s: %d line(s) of the scrape were skipped; see parse_errors"
                     % (report["url"], len(report["parse_errors"])))

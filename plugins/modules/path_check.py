@@ -223,6 +223,7 @@ paths:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils import _pathcheck
 from ansible_collections.runbook.ops.plugins.module_utils._status import FAIL_ON_ARGSPEC, fails
 
@@ -253,7 +254,7 @@ def main():
         policy = _pathcheck.PathPolicy.from_dict(module.params)
         report = _pathcheck.check_paths(module.params["paths"], policy)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     for warning in policy.warnings:
         module.warn(warning)
     if fails(report["state"], module.params["fail_on"]):

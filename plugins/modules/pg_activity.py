@@ -494,6 +494,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _pg_activity as activity
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import POSTGRES_OPTIONS, merged, pg_server
 from ansible_collections.runbook.ops.plugins.module_utils._status import FAIL_ON_ARGSPEC, fails
 
@@ -566,7 +567,7 @@ def main():
             activity.conclude(result)
     except RunbookError as exc:
         changed = changed or bool(remediation is not None and remediation.changed and not module.check_mode)
-        module.fail_json(msg=str(exc), changed=changed, **exc.details)
+        fail_with(module, exc, changed=changed)
     if fails(result["state"], params["fail_on"]):
         module.fail_json(changed=changed, **result)
     module.exit_json(changed=changed, **result)

@@ -283,6 +283,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _pg_roles, _secrets
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import POSTGRES_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import PgServer
 
@@ -343,7 +344,7 @@ def main():
     try:
         result = run(module, params)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     module.exit_json(**result)
 
 

@@ -183,6 +183,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _redis_auth, _secrets
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
 
 def main():
@@ -223,7 +224,7 @@ def main():
         else:
             result = credential.revert(params["env_backup"])
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     module.exit_json(**result)
 
 

@@ -151,6 +151,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _findings, _redis, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
 
 def main():
@@ -186,10 +187,9 @@ def main():
         result = _redis.probe(target, queues, params["info_sections"], params["memory_warn_percent"],
                               params["memory_crit_percent"])
     except RunbookError as exc:
-        module.fail_json(msg=str(exc))
+        fail_with(module, exc)
     result["thresholds"] = _redis.queue_thresholds(queues)
-    counts = _status.summarize(f["state"] for f in result["findings"])
-    result["msg"] = _findings.summary_line(result["state"], counts, _findings.problems(result["findings"]))
+    result["msg"] = _findings.overview(result["findings"], state=result["state"])["msg"]
     if _status.fails(result["state"], params["fail_on"]):
         module.fail_json(changed=False, **result)
     module.exit_json(changed=False, **result)

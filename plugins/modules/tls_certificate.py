@@ -211,6 +211,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _tls
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RotationError, RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
 
 def read(path, what):
@@ -325,7 +326,7 @@ def main():
     try:
         result = run(module, module.params)
     except RunbookError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        fail_with(module, exc)
     module.exit_json(**result)
 
 

@@ -99,6 +99,9 @@ def test_name_patterns_as_pg_dump_reads_them(pattern, schema, name):
 
 def test_identity_derives_the_sqlite_name_from_the_path():
     assert b.BackupIdentity("notes", "sqlite", path="/srv/app.v2.db").database == "app.v2"
+    assert b.BackupSpec("notes", "sqlite", path="/srv/app.db", compression="none").dump_format == "sqlite"
+    with pytest.raises(ParameterError, match="engine volume is backed up by its own module"):
+        b.BackupIdentity("notes", "volume", database="pgdata")
     assert b.BackupIdentity("notes", "sqlite", path="/srv/app.db", database="other").database == "other"
     with pytest.raises(ParameterError, match="absolute"):
         b.BackupIdentity("notes", "sqlite", path="app.db")

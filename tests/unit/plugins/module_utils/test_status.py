@@ -75,3 +75,10 @@ def test_overview_message_names_the_problems():
     assert report["summary"]["warning"] == 1
     assert report["msg"] == ("1 of 3 targets ok, overall critical - api critical: status 500; slow"
                              " | db warning: no detail")
+
+
+def test_overview_takes_the_callers_problems_state_and_separator():
+    report = _status.overview([{"check": "a", "state": "ok"}, {"check": "b", "state": "warning"}], "checks",
+                              problems=["b warning: slow", "c: gone"], state="critical", separator="; ")
+    assert report["state"] == "critical" and report["summary"]["warning"] == 1
+    assert report["msg"] == "1 of 2 checks ok, overall critical - b warning: slow; c: gone"

@@ -68,6 +68,8 @@ def test_the_spec_is_a_volume_tarball_in_the_service_folder():
     assert spec.compression_level == 6
     with pytest.raises(ParameterError, match="service"):
         volumes.VolumeSource(volume="pgdata").spec("bad/service")
+    with pytest.raises(ParameterError, match="a volume backup needs a label"):
+        volumes.VolumeSpec("app", database="")
 
 
 # --- counting tar members -----------------------------------------------------------------------
