@@ -96,10 +96,10 @@ def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues,
         daily_check_redis_queues=[keys["small"], keys["busy"]],
         daily_check_backup_store=backup_store(tmp_path, svc, hours_old=2),
         daily_check_postgres_enabled=True,
-        daily_check_postgres_host=pg_conn_params["login_host"],
-        daily_check_postgres_port=pg_conn_params["login_port"],
-        daily_check_postgres_user=pg_conn_params["login_user"],
-        daily_check_postgres_password=pg_conn_params["login_password"],
+        daily_check_login_host=pg_conn_params["login_host"],
+        daily_check_login_port=pg_conn_params["login_port"],
+        daily_check_login_user=pg_conn_params["login_user"],
+        daily_check_login_password=pg_conn_params["login_password"],
     )
     run = run_daily(tmp_path, host_vars, verbosity=3)
     assert run.rc == 0, run.output[-5000:]
@@ -368,7 +368,7 @@ def test_playbooks_honour_target_hosts(tmp_path, playbook):
 
 def test_postgresql_down_is_a_critical_finding_in_the_written_report(tmp_path):
     port = free_port()
-    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_postgres_enabled=True, daily_check_postgres_port=port))
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_postgres_enabled=True, daily_check_login_port=port))
     assert run.rc != 0
     result = fact(run, RESULT_TASK, "daily_check_result")
     finding = by_check(result)["postgresql"]
