@@ -141,6 +141,13 @@ def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues,
     # The thresholds table names the PostgreSQL connection and per-queue levels; the Value column has units.
     assert thresholds["queue " + keys["busy"]]["warning"] == 100
     assert "| postgresql connections (of max_connections) | 80% | 95% |" in text
+    # ... and pg_activity's long-query and idle-in-transaction levels beside them.
+    assert thresholds["postgresql long-running query"] == {"metric": "postgresql long-running query", "warning": 300,
+                                                           "critical": 1800, "unit": "s"}
+    assert thresholds["postgresql idle in transaction"] == {"metric": "postgresql idle in transaction", "warning": 60,
+                                                            "critical": 600, "unit": "s"}
+    assert "| postgresql long-running query | 5m0s | 30m0s |" in text
+    assert "| postgresql idle in transaction | 1m0s | 10m0s |" in text
     assert "| queue %s | 100 items | 1000 items |" % keys["busy"] in text
     assert "| WARNING | queue %s | 150 items |" % keys["busy"] in text
     assert "| WARNING | last backup | 2h0m |" in text or "| WARNING | last backup | 1h59m |" in text
