@@ -16,7 +16,7 @@ description:
     the counts per state and the problems, worst first.
   - With O(report_dir), writes the report as Markdown and JSON, each atomically with mode 0600, in a directory
     created with mode 0700. In check mode nothing is written; the message says what would be.
-  - Never fails because of the findings; the caller decides what a critical state means.
+  - Never fails because of the findings; it returns RV(fails) under O(fail_on) and the caller decides when to fail.
 options:
   findings:
     description: Lists of findings (one list per check task), or findings directly.
@@ -53,6 +53,13 @@ options:
   report_name:
     description: The file name of the reports without extension; default C(report-<host>-<UTC stamp>).
     type: str
+  fail_on:
+    description:
+      - The overall state from which RV(fails) is true (V(never) - never). The module itself does not fail; the
+        caller fails on RV(fails) after its report is written.
+    type: str
+    choices: [critical, warning, never]
+    default: critical
 attributes:
   check_mode:
     support: full
@@ -85,6 +92,11 @@ state:
   returned: always
   type: str
   sample: warning
+fails:
+  description: Whether the overall state reaches O(fail_on).
+  returned: always
+  type: bool
+  sample: false
 counts:
   description: How many findings are in each state.
   returned: always
@@ -134,7 +146,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.ops.plugins.module_utils import _findings
+from ansible_collections.runbook.ops.plugins.module_utils import _findings, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
 from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 
@@ -151,6 +163,7 @@ def main():
             "noun": {"type": "str", "default": "checks"},
             "report_dir": {"type": "path"},
             "report_name": {"type": "str"},
+            "fail_on": dict(_status.FAIL_ON_ARGSPEC),
         },
         supports_check_mode=True,
     )
@@ -162,7 +175,8 @@ def main():
     except RunbookError as exc:
         fail_with(module, exc)
     result = {key: report[key] for key in ("state", "counts", "problems", "findings", "thresholds")}
-    result.update(report=report, report_files=None, would_write=None, changed=False)
+    result.update(report=report, report_files=None, would_write=None, changed=False,
+                  fails=_status.fails(report["state"], params["fail_on"]))
     msg = report["msg"]
     if params["report_dir"]:
         name = params["report_name"] or "report-%s-%s" % (params["host"] or "host", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))

@@ -96,10 +96,10 @@ def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues,
         daily_check_redis_queues=[keys["small"], keys["busy"]],
         daily_check_backup_store=backup_store(tmp_path, svc, hours_old=2),
         daily_check_postgres_enabled=True,
-        daily_check_postgres_host=pg_conn_params["login_host"],
-        daily_check_postgres_port=pg_conn_params["login_port"],
-        daily_check_postgres_user=pg_conn_params["login_user"],
-        daily_check_postgres_password=pg_conn_params["login_password"],
+        daily_check_login_host=pg_conn_params["login_host"],
+        daily_check_login_port=pg_conn_params["login_port"],
+        daily_check_login_user=pg_conn_params["login_user"],
+        daily_check_login_password=pg_conn_params["login_password"],
     )
     run = run_daily(tmp_path, host_vars, verbosity=3)
     assert run.rc == 0, run.output[-5000:]
@@ -141,6 +141,13 @@ def test_warnings_are_reported_without_failing(tmp_path, sample_service, queues,
     # The thresholds table names the PostgreSQL connection and per-queue levels; the Value column has units.
     assert thresholds["queue " + keys["busy"]]["warning"] == 100
     assert "| postgresql connections (of max_connections) | 80% | 95% |" in text
+    # ... and pg_activity's long-query and idle-in-transaction levels beside them.
+    assert thresholds["postgresql long-running query"] == {"metric": "postgresql long-running query", "warning": 300,
+                                                           "critical": 1800, "unit": "s"}
+    assert thresholds["postgresql idle in transaction"] == {"metric": "postgresql idle in transaction", "warning": 60,
+                                                            "critical": 600, "unit": "s"}
+    assert "| postgresql long-running query | 5m0s | 30m0s |" in text
+    assert "| postgresql idle in transaction | 1m0s | 10m0s |" in text
     assert "| queue %s | 100 items | 1000 items |" % keys["busy"] in text
     assert "| WARNING | queue %s | 150 items |" % keys["busy"] in text
     assert "| WARNING | last backup | 2h0m |" in text or "| WARNING | last backup | 1h59m |" in text
@@ -368,7 +375,7 @@ def test_playbooks_honour_target_hosts(tmp_path, playbook):
 
 def test_postgresql_down_is_a_critical_finding_in_the_written_report(tmp_path):
     port = free_port()
-    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_postgres_enabled=True, daily_check_postgres_port=port))
+    run = run_daily(tmp_path, minimal_vars(tmp_path, daily_check_postgres_enabled=True, daily_check_login_port=port))
     assert run.rc != 0
     result = fact(run, RESULT_TASK, "daily_check_result")
     finding = by_check(result)["postgresql"]
