@@ -16,6 +16,8 @@ import errno
 import fcntl
 import os
 import secrets
+import shutil
+import stat
 import time
 
 PRIVATE_FILE = 0o600
@@ -135,28 +137,36 @@ def restore_copy(copy, path):
         atomic_write(path, reader=source)
 
 
-def sweep_partials(directory, older_than_seconds, now=None):
-    """Remove ``atomic_write`` leftovers in ``directory`` older than the limit (a writer killed
-    by SIGKILL or a power cut).  Younger ones may belong to a writer still running.  Returns the
-    removed paths."""
+def sweep_stale(directory, is_ours, older_than_seconds, now=None):
+    """Remove the entries of ``directory`` that ``is_ours(name, lstat)`` claims and that are older
+    than the limit: what a run killed by SIGKILL or a power cut left behind.  Younger ones may
+    belong to a run still going.  Directories go with their contents.  Returns the removed paths."""
     now = time.time() if now is None else now
     removed = []
     try:
         names = os.listdir(directory)
-    except FileNotFoundError:
+    except OSError:
         return removed
     for name in names:
-        if not is_partial(name):
-            continue
         path = os.path.join(directory, name)
         try:
-            if now - os.lstat(path).st_mtime < older_than_seconds:
+            info = os.lstat(path)
+            if not is_ours(name, info) or now - info.st_mtime < older_than_seconds:
                 continue
-            os.unlink(path)
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
         except FileNotFoundError:
             continue
         removed.append(path)
     return removed
+
+
+def sweep_partials(directory, older_than_seconds, now=None):
+    """Remove ``atomic_write`` leftovers in ``directory`` older than the limit."""
+    return sweep_stale(directory, lambda name, info: is_partial(name) and not stat.S_ISDIR(info.st_mode),
+                       older_than_seconds, now)
 
 
 class FileLock:

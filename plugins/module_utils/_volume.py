@@ -42,6 +42,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _manifest as ma
 from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     BackupError, IntegrityError, LockError, ParameterError, RestoreError, RunbookError)
+from ansible_collections.runbook.ops.plugins.module_utils._files import sweep_stale
 from ansible_collections.runbook.ops.plugins.module_utils._streams import (
     CHUNK_SIZE, ProcessOutput, exit_status)
 
@@ -420,25 +421,8 @@ def _workdir(parent, kind):
 def sweep_workdirs(parent, older_than_seconds=STALE_WORKDIR_SECONDS, now=None):
     """Remove the restore work directories of our own naming in ``parent`` older than the limit;
     returns their paths."""
-    now = time.time() if now is None else now
-    removed = []
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return removed
-    for name in names:
-        if not WORKDIR_RE.fullmatch(name):
-            continue
-        path = os.path.join(parent, name)
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(info.st_mode) or now - info.st_mtime < older_than_seconds:
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
+    return sweep_stale(parent, lambda name, info: bool(WORKDIR_RE.fullmatch(name)) and stat.S_ISDIR(info.st_mode),
+                       older_than_seconds, now)
 
 
 def previous_name(target, now=None):
