@@ -11,8 +11,16 @@ backup_source.py, volume_source.py).
 from __future__ import annotations
 
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import PgServer
+from ansible_collections.runbook.ops.plugins.module_utils._secrets import DEFAULT_LENGTH, KINDS
 from ansible_collections.runbook.ops.plugins.module_utils._store import (
     PARTIAL_MAX_AGE, S3_CONNECT_TIMEOUT, S3_READ_TIMEOUT, S3_RETRIES)
+
+# How env_secret, pg_role_password and redis_credential generate a secret (doc fragment
+# runbook.ops.secret_generation).
+SECRET_GENERATION_OPTIONS = {
+    "generate": {"type": "str", "default": "urlsafe", "choices": list(KINDS)},
+    "length": {"type": "int", "default": DEFAULT_LENGTH},
+}
 
 POSTGRES_OPTIONS = {
     "login_host": {"type": "str", "aliases": ["host"]},

@@ -30,6 +30,8 @@ description:
   - Values never appear in results, diffs, messages or the record; only fingerprints do (C(sha256:) and the first
     12 hex digits of the value's SHA-256).
 author: runbook.ops contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - runbook.ops.secret_generation
 options:
   path:
     description: The dotenv file.
@@ -55,18 +57,6 @@ options:
       - The value to set, instead of a generated one. Never shown.
       - With O(state=rotated), a value equal to the current one is no change.
     type: str
-  generate:
-    description: What to generate when O(value) is not given.
-    type: str
-    choices: [hex, base64, urlsafe, alnum, fernet]
-    default: urlsafe
-  length:
-    description:
-      - Random bytes for V(hex) (two characters each), V(base64) and V(urlsafe); characters for V(alnum).
-        Ignored for V(fernet) (always a 32-byte key).
-      - At least 16 bytes (22 characters for V(alnum)).
-    type: int
-    default: 32
   keep_previous:
     description:
       - With O(state=rotated), keep the old value as C(<KEY>_PREVIOUS) (on the line after the key), for services
@@ -280,9 +270,10 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.runbook.ops.plugins.module_utils import _rotation, _secrets
+from ansible_collections.runbook.ops.plugins.module_utils import _rotation
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
+from ansible_collections.runbook.ops.plugins.module_utils._options import SECRET_GENERATION_OPTIONS
 
 PROBE_OPTIONS = {
     "url": {"type": "str", "required": True},
@@ -299,21 +290,19 @@ PROBE_OPTIONS = {
 def main():
     handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
-        argument_spec={
+        argument_spec=dict(SECRET_GENERATION_OPTIONS, **{
             "path": {"type": "path", "required": True},
             "key": {"type": "str", "required": True, "no_log": False},
             "state": {"type": "str", "default": "present",
                       "choices": ["present", "rotated", "tested", "finished", "reverted", "absent"]},
             "value": {"type": "str", "no_log": True},
-            "generate": {"type": "str", "default": "urlsafe", "choices": list(_secrets.KINDS)},
-            "length": {"type": "int", "default": _secrets.DEFAULT_LENGTH},
             "keep_previous": {"type": "bool", "default": False},
             "resume": {"type": "bool", "default": True},
             "backup": {"type": "bool", "default": False},
             "keep_backup": {"type": "bool", "default": True},
             "force": {"type": "bool", "default": False},
             "probe": {"type": "dict", "options": PROBE_OPTIONS},
-        },
+        }),
         required_if=[["state", "tested", ["probe"]]],
         supports_check_mode=True,
     )

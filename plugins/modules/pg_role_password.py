@@ -26,6 +26,8 @@ description:
     has been verified on the new one.
   - Passwords never appear in results, messages or diffs; only fingerprints (C(sha256:) and 12 hex digits).
 author: runbook.ops contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - runbook.ops.secret_generation
 options:
   login_host:
     description:
@@ -86,15 +88,6 @@ options:
       - The new password; without it V(rotated) generates one. Never shown.
       - Named so because C(password) is an alias of O(login_password).
     type: str
-  generate:
-    description: What to generate when O(new_password) is not given (see M(runbook.ops.env_secret)).
-    type: str
-    choices: [hex, base64, urlsafe, alnum, fernet]
-    default: urlsafe
-  length:
-    description: Random bytes (characters for V(alnum)) of a generated password.
-    type: int
-    default: 32
   alternate_roles:
     description:
       - Two login roles for the alternating-users strategy, for example V([app_a, app_b]). Both must exist and be
@@ -281,10 +274,10 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.ops.plugins.module_utils import _pg_roles, _secrets
+from ansible_collections.runbook.ops.plugins.module_utils import _pg_roles
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
-from ansible_collections.runbook.ops.plugins.module_utils._options import POSTGRES_OPTIONS, merged
+from ansible_collections.runbook.ops.plugins.module_utils._options import POSTGRES_OPTIONS, SECRET_GENERATION_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import PgServer
 
 
@@ -314,12 +307,10 @@ def main():
     handle_termination()
     module = AnsibleModule(
         argument_spec=merged(
-            POSTGRES_OPTIONS,
+            POSTGRES_OPTIONS, SECRET_GENERATION_OPTIONS,
             state={"type": "str", "default": "present", "choices": ["present", "rotated", "disabled", "reverted", "finished"]},
             role={"type": "str"},
             new_password={"type": "str", "no_log": True},
-            generate={"type": "str", "default": "urlsafe", "choices": list(_secrets.KINDS)},
-            length={"type": "int", "default": _secrets.DEFAULT_LENGTH},
             alternate_roles={"type": "list", "elements": "str"},
             login_db={"type": "str", "default": "postgres"},
             database={"type": "str"},

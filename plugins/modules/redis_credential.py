@@ -25,6 +25,8 @@ description:
   - A Redis without ACL (before 6) or an admin user without permission for ACL commands is refused with a clear
     message and nothing changed.
 author: runbook.ops contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - runbook.ops.secret_generation
 options:
   state:
     description: Which step of the rotation to run (see above).
@@ -69,15 +71,6 @@ options:
   new_password:
     description: The new password; a generated one (O(generate), O(length)) when not given. Never shown.
     type: str
-  generate:
-    description: What to generate when O(new_password) is not given (see M(runbook.ops.env_secret)).
-    type: str
-    choices: [hex, base64, urlsafe, alnum, fernet]
-    default: urlsafe
-  length:
-    description: Random bytes (characters for V(alnum)) of a generated password.
-    type: int
-    default: 32
   persist:
     description:
       - How to make the ACL change survive a Redis restart. V(none) changes memory only (right when a config
@@ -181,15 +174,16 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.ops.plugins.module_utils import _redis_auth, _secrets
+from ansible_collections.runbook.ops.plugins.module_utils import _redis_auth
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
+from ansible_collections.runbook.ops.plugins.module_utils._options import SECRET_GENERATION_OPTIONS
 
 
 def main():
     handle_termination()
     module = AnsibleModule(
-        argument_spec={
+        argument_spec=dict(SECRET_GENERATION_OPTIONS, **{
             "state": {"type": "str", "default": "rotated", "choices": ["rotated", "finished", "reverted"]},
             "login_host": {"type": "str", "default": "127.0.0.1"},
             "login_port": {"type": "int", "default": 6379},
@@ -201,11 +195,9 @@ def main():
             "env_key": {"type": "str", "default": "REDIS_PASSWORD", "no_log": False},
             "env_backup": {"type": "path"},
             "new_password": {"type": "str", "no_log": True},
-            "generate": {"type": "str", "default": "urlsafe", "choices": list(_secrets.KINDS)},
-            "length": {"type": "int", "default": _secrets.DEFAULT_LENGTH},
             "persist": {"type": "str", "default": "none", "choices": list(_redis_auth.PERSIST)},
             "timeout": {"type": "float", "default": 5.0},
-        },
+        }),
         required_if=[["state", "reverted", ["env_backup"]]],
         supports_check_mode=True,
     )
