@@ -188,7 +188,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.ops.plugins.module_utils import _findings, _logscan, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import exit_with_findings, fail_with
 
 try:
     import docker
@@ -271,10 +271,7 @@ def main():
         fail_with(module, exc)
     if not result["findings"]:
         module.fail_json(msg="log_scan: give paths or containers to search")
-    result["msg"] = _findings.overview(result["findings"], state=result["state"])["msg"]
-    if _status.fails(result["state"], params["fail_on"]):
-        module.fail_json(changed=False, **result)
-    module.exit_json(changed=False, **result)
+    exit_with_findings(module, result, params["fail_on"])
 
 
 if __name__ == "__main__":

@@ -149,9 +149,9 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.ops.plugins.module_utils import _findings, _redis, _status
+from ansible_collections.runbook.ops.plugins.module_utils import _redis, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
-from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import exit_with_findings, fail_with
 
 
 def main():
@@ -189,10 +189,7 @@ def main():
     except RunbookError as exc:
         fail_with(module, exc)
     result["thresholds"] = _redis.queue_thresholds(queues)
-    result["msg"] = _findings.overview(result["findings"], state=result["state"])["msg"]
-    if _status.fails(result["state"], params["fail_on"]):
-        module.fail_json(changed=False, **result)
-    module.exit_json(changed=False, **result)
+    exit_with_findings(module, result, params["fail_on"])
 
 
 if __name__ == "__main__":
