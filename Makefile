@@ -42,8 +42,11 @@ services: system $(VENV)/.dev
 unit: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
 	$(BIN)/pytest -q tests/unit
 
+# Test files run on TEST_WORKERS processes (pytest-xdist, one file per worker at a time): most of their
+# time is spent waiting for services, containers and timeouts, not on the CPU.
+TEST_WORKERS ?= 2
 integration: services $(COLLECTIONS)/ansible_collections/runbook/ops
-	source .build/services/env.sh && $(BIN)/pytest tests/integration
+	source .build/services/env.sh && $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile tests/integration
 
 molecule: services $(COLLECTIONS)/ansible_collections/runbook/ops
 	$(BIN)/molecule test

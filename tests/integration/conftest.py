@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from busybox_image import ensure_busybox_image
 from harness import run_module, run_playbook
 
 # The managed sample service, as a factory fixture: sample_service(database_url=None, env=None, start=True).
@@ -120,3 +121,12 @@ def ansible_playbook(tmp_path):
     def run(playbook, **kwargs):
         return run_playbook(tmp_path, playbook, **kwargs)
     return run
+
+
+@pytest.fixture(scope="session")
+def busybox_image():
+    """The tag of a small FROM-scratch busybox image (built once, kept as a cache)."""
+    try:
+        return ensure_busybox_image()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))

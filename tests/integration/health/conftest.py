@@ -12,22 +12,6 @@ import uuid
 import pytest
 import yaml
 
-from health_testlib import IMAGE
-
-
-@pytest.fixture(scope="session")
-def busybox_image(tmp_path_factory):
-    """A FROM scratch image with a static busybox (no registry is reachable); removed after the session."""
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        pytest.fail("the Docker engine is not running: start the services with `make services`")
-    context = tmp_path_factory.mktemp("busybox-image")
-    shutil.copy("/bin/busybox", context / "busybox")
-    (context / "Dockerfile").write_text('FROM scratch\nCOPY busybox /bin/busybox\n'
-                                        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n')
-    tag = "%s:%s" % (IMAGE, uuid.uuid4().hex[:8])
-    subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True, capture_output=True)
-    yield tag
-    subprocess.run(["docker", "rmi", "-f", tag], check=False, capture_output=True)
 
 
 @pytest.fixture()

@@ -17,7 +17,6 @@ from harness import REPO
 
 HEALTH_PLAYBOOK = os.path.join(REPO, "playbooks", "health_check.yml")
 DAILY_PLAYBOOK = os.path.join(REPO, "playbooks", "daily_check.yml")
-IMAGE = "rbops-health-test-busybox"
 
 
 def health_vars(svc, **overrides):

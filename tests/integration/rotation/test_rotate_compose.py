@@ -30,15 +30,10 @@ fi
 
 
 @pytest.fixture()
-def compose_service(tmp_path):
-    if shutil.which("docker-compose") is None or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        pytest.fail("the Docker engine and docker-compose are needed: start the services with `make services`")
-    context = tmp_path / "image"
-    context.mkdir()
-    shutil.copy("/bin/busybox", context / "busybox")
-    (context / "Dockerfile").write_text('FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n')
-    tag = "rbops-rotate-test-busybox:%s" % uuid.uuid4().hex[:8]
-    subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True, capture_output=True)
+def compose_service(tmp_path, busybox_image):
+    if shutil.which("docker-compose") is None:
+        pytest.fail("docker-compose is needed: install the system packages with `make system`")
+    tag = busybox_image
     project = tmp_path / ("rbopsrot" + uuid.uuid4().hex[:8])
     (project / "www" / "cgi-bin").mkdir(parents=True)
     (project / "www" / "index.html").write_text("ready\n")
@@ -55,7 +50,6 @@ def compose_service(tmp_path):
     subprocess.run(["docker-compose", "up", "-d"], cwd=project, check=True, capture_output=True)
     yield {"dir": project, "env_file": str(env_file), "url": "http://127.0.0.1:%d" % port}
     subprocess.run(["docker-compose", "down", "--timeout", "1"], cwd=project, check=False, capture_output=True)
-    subprocess.run(["docker", "rmi", "-f", tag], check=False, capture_output=True)
 
 
 def status(url, token):

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from harness import run_playbook
-from volume_testlib import BUSYBOX_IMAGE, docker
+from volume_testlib import docker
 
 
 @pytest.fixture()
@@ -37,22 +37,6 @@ def store(request, tmp_path):
 @pytest.fixture()
 def local_store(tmp_path):
     return {"type": "local", "path": str(tmp_path / "store")}
-
-
-@pytest.fixture(scope="session")
-def busybox_image(tmp_path_factory):
-    """A FROM-scratch image with Debian's static busybox (no registry here); removed at the end if we built it."""
-    if shutil.which("docker") is None or docker("info", check=False).returncode != 0:
-        pytest.fail("the Docker engine is not running: run the integration tests with `make integration`")
-    existed = docker("image", "inspect", BUSYBOX_IMAGE, check=False).returncode == 0
-    if not existed:
-        context = tmp_path_factory.mktemp("busybox-image")
-        shutil.copy2("/bin/busybox", context / "busybox")
-        (context / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
-        docker("build", "-q", "-t", BUSYBOX_IMAGE, str(context))
-    yield BUSYBOX_IMAGE
-    if not existed:
-        docker("image", "rm", "-f", BUSYBOX_IMAGE, check=False)
 
 
 @pytest.fixture()

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import time
 
-BUSYBOX_IMAGE = "rbops-test-busybox:1"
 
 
 def task(name, module, params, check=None):
