@@ -115,3 +115,7 @@ def handle_termination():
 
     signal.signal(signal.SIGTERM, terminate)
     sys.excepthook = report
+
+
+class RedisKeysError(RunbookError):
+    """Keys could not be deleted: too many matches for the cap, or Redis refused."""

@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specs shared by the backup modules, and the objects built from them.
 
-POSTGRES_OPTIONS, STORE_OPTIONS, BACKUP_SOURCE_OPTIONS and VOLUME_SOURCE_OPTIONS are each
+POSTGRES_OPTIONS, STORE_OPTIONS, BACKUP_SOURCE_OPTIONS, VOLUME_SOURCE_OPTIONS and REDIS_OPTIONS are each
 documented once, in the doc fragment of the same name (plugins/doc_fragments/postgres.py, store.py,
-backup_source.py, volume_source.py).
+backup_source.py, volume_source.py, redis.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,19 @@ from ansible_collections.runbook.ops.plugins.module_utils._store import (
 SECRET_GENERATION_OPTIONS = {
     "generate": {"type": "str", "default": "urlsafe", "choices": list(KINDS)},
     "length": {"type": "int", "default": DEFAULT_LENGTH},
+}
+
+# Where and how to reach a Redis server: redis_probe and redis_keys (doc fragment runbook.ops.redis).
+REDIS_OPTIONS = {
+    "host": {"type": "str", "default": "127.0.0.1"},
+    "port": {"type": "int", "default": 6379},
+    "db": {"type": "int", "default": 0},
+    "username": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+    "tls": {"type": "bool", "default": False},
+    "tls_ca_path": {"type": "path"},
+    "tls_verify": {"type": "bool", "default": True},
+    "timeout": {"type": "float", "default": 5},
 }
 
 POSTGRES_OPTIONS = {

@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read-only Redis diagnostics through the ``redis`` library: PING, INFO sections, queue lengths.
+"""Redis through the ``redis`` library: PING, INFO sections and queue lengths (read-only), and the
+deletion of keys by pattern with SCAN + UNLINK (``delete_matching``).
 
 Every problem the server has (down, wrong password, a database index it does not have, a queue key of
 the wrong type) is a finding with a detail for the person on call, never an exception.
-``RedisTarget`` owns the connection settings and the client, so later jobs (deletion by pattern with
-SCAN + UNLINK) reuse it.  Plain Python, no Ansible imports.
+``RedisTarget`` owns the connection settings and the client for both.  Plain Python, no Ansible imports.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _status
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RedisKeysError
 from ansible_collections.runbook.ops.plugins.module_utils._findings import finding, one_line
 
 try:
@@ -46,6 +46,12 @@ class RedisTarget:
         self.tls_ca_path = tls_ca_path or None
         self.tls_verify = tls_verify
         self.timeout = float(timeout)
+
+    @classmethod
+    def from_params(cls, params):
+        """From a module's _options.REDIS_OPTIONS parameters."""
+        return cls(params["host"], params["port"], params["db"], params["username"], params["password"],
+                   params["tls"], params["tls_ca_path"], params["tls_verify"], params["timeout"])
 
     @property
     def name(self):
@@ -235,3 +241,138 @@ def queue_length(client, queue, target):
 def queue_thresholds(queues):
     """Rows for a report's thresholds table: one per queue."""
     return [{"metric": "queue " + q.key, "warning": q.warn, "critical": q.crit, "unit": "items"} for q in queues]
+
+
+def has_literal(pattern):
+    """Whether a Redis glob pattern has a literal character outside ``*``, ``?`` and ``[...]`` classes."""
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            return index + 1 < len(pattern)
+        if char == "[":
+            end = pattern.find("]", index + 2)
+            index = len(pattern) if end < 0 else end + 1
+            continue
+        if char not in "*?":
+            return True
+        index += 1
+    return False
+
+
+def check_pattern(pattern, allow_match_all=False):
+    """Refuse an empty pattern, and one with no literal character (it matches nearly every key) unless asked."""
+    if not pattern:
+        raise ParameterError("pattern must not be empty")
+    if not allow_match_all and not has_literal(pattern):
+        raise ParameterError("pattern %r has no literal character, so it matches every key; give a prefix (for "
+                             "example login_attempt:*) or set allow_match_all to delete them all" % pattern)
+
+
+class Pacer:
+    """Keeps deletions under ``rate`` keys a second by sleeping between batches (0: no limit)."""
+
+    def __init__(self, rate, clock=time.monotonic, sleep=time.sleep):
+        if rate < 0:
+            raise ParameterError("max_rate must be 0 (no limit) or more, got %r" % rate)
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self.started = clock()
+        self.slept = 0.0
+
+    def start(self):
+        """The deletions begin now (counting before them does not earn credit)."""
+        self.started = self.clock()
+
+    def done(self, count):
+        """After ``count`` keys in all: wait until that many are due at the rate."""
+        if not self.rate:
+            return
+        wait = self.started + count / float(self.rate) - self.clock()
+        if wait > 0:
+            self.sleep(wait)
+            self.slept += wait
+
+
+def _scan(client, pattern, batch, key_type):
+    kwargs = {"match": pattern, "count": batch}
+    if key_type:
+        kwargs["_type"] = key_type
+    return client.scan_iter(**kwargs)
+
+
+def count_matching(client, pattern, batch=1000, key_type=None, limit=None):
+    """How many distinct keys match, counting no further than ``limit`` + 1 (SCAN may repeat a key)."""
+    seen = set()
+    for key in _scan(client, pattern, batch, key_type):
+        seen.add(key)
+        if limit is not None and len(seen) > limit:
+            break
+    return len(seen)
+
+
+def delete_matching(client, pattern, max_keys, batch=500, pacer=None, key_type=None, dry_run=False, target=None,
+                    samples=10, scan_count=1000):
+    """Delete the keys matching ``pattern`` with SCAN + UNLINK in batches, never KEYS.
+
+    First counts the matches (up to max_keys + 1): more than ``max_keys`` refuses before deleting anything,
+    so a wrong pattern cannot empty a database.  Keys created after the count are deleted too, but never
+    more than ``max_keys`` in all.  ``dry_run`` only counts.  UNLINK frees the values in the background,
+    so the server is not blocked by large ones; a ``Pacer`` keeps the deletions under its rate.
+    ``scan_count`` is SCAN's COUNT hint (work per call), ``batch`` the keys per UNLINK.
+    Returns matched, deleted, batches, seconds, sample (a few key names).
+    """
+    if max_keys < 1:
+        raise ParameterError("max_keys must be 1 or more, got %r" % max_keys)
+    if batch < 1 or scan_count < 1:
+        raise ParameterError("batch_size and scan_count must be 1 or more, got %r and %r" % (batch, scan_count))
+    where = target.name if target else "the server"
+    started = time.monotonic()
+    try:
+        matched = count_matching(client, pattern, scan_count, key_type, limit=max_keys)
+        if matched > max_keys:
+            raise RedisKeysError("more than %d keys match %r at %s (max_keys); nothing was deleted. Narrow the "
+                                 "pattern or raise max_keys" % (max_keys, pattern, where))
+        result = {"pattern": pattern, "matched": matched, "deleted": 0, "batches": 0, "sample": [],
+                  "dry_run": dry_run, "max_keys": max_keys}
+        if dry_run:
+            result["sample"] = [_text(key) for key in _first(_scan(client, pattern, scan_count, key_type), samples)]
+            result["seconds"] = round(time.monotonic() - started, 3)
+            return result
+        pacer = pacer or Pacer(0)
+        pacer.start()
+        pending = []
+        for key in _scan(client, pattern, scan_count, key_type):
+            if len(result["sample"]) < samples:
+                result["sample"].append(_text(key))
+            pending.append(key)
+            if len(pending) >= min(batch, max_keys - result["deleted"]):
+                _unlink(client, pending, result, pacer)
+                if result["deleted"] >= max_keys:
+                    break
+        if pending and result["deleted"] < max_keys:
+            _unlink(client, pending[:max_keys - result["deleted"]], result, pacer)
+    except redis.exceptions.RedisError as exc:
+        raise RedisKeysError(describe_error(exc, target) if target else str(exc))
+    result["seconds"] = round(time.monotonic() - started, 3)
+    result["slept"] = round(pacer.slept, 3)
+    return result
+
+
+def _first(keys, count):
+    out = []
+    for key in keys:
+        if len(out) >= count:
+            break
+        out.append(key)
+    return out
+
+
+def _unlink(client, keys, result, pacer):
+    # UNLINK answers how many of the keys still existed: a key SCAN returned twice, or one that expired
+    # meanwhile, is not counted twice.
+    result["deleted"] += int(client.unlink(*keys))
+    result["batches"] += 1
+    keys[:] = []
+    pacer.done(result["deleted"])

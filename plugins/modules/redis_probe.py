@@ -19,41 +19,9 @@ description:
     key that is a hash.
   - Read-only.
 extends_documentation_fragment:
+  - runbook.ops.redis
   - runbook.ops.read_only_check
 options:
-  host:
-    description: The Redis server's address.
-    type: str
-    default: 127.0.0.1
-  port:
-    description: The Redis server's port.
-    type: int
-    default: 6379
-  db:
-    description: The database index to select. An index the server does not have is a critical finding.
-    type: int
-    default: 0
-  username:
-    description: The ACL user (Redis 6 and later); empty for the default user.
-    type: str
-  password:
-    description: The password (of O(username), or C(requirepass)). Never returned or logged.
-    type: str
-  tls:
-    description: Connect with TLS.
-    type: bool
-    default: false
-  tls_ca_path:
-    description: A CA bundle to verify the server's certificate with, instead of the system's.
-    type: path
-  tls_verify:
-    description: Verify the server's certificate and name when O(tls) is on.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for the connection and for each answer.
-    type: float
-    default: 5
   info_sections:
     description: The INFO sections to read and return.
     type: list
@@ -83,8 +51,6 @@ options:
     description: Used memory at or over this percent of C(maxmemory) is critical.
     type: float
     default: 95
-requirements:
-  - redis (the Python library)
 seealso:
   - module: runbook.ops.check_report
     description: Turns the findings into the daily report.
@@ -149,23 +115,14 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.ops.plugins.module_utils import _redis, _status
+from ansible_collections.runbook.ops.plugins.module_utils import _options, _redis, _status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError
 from ansible_collections.runbook.ops.plugins.module_utils._module_errors import exit_with_findings, fail_with
 
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "host": {"type": "str", "default": "127.0.0.1"},
-            "port": {"type": "int", "default": 6379},
-            "db": {"type": "int", "default": 0},
-            "username": {"type": "str"},
-            "password": {"type": "str", "no_log": True},
-            "tls": {"type": "bool", "default": False},
-            "tls_ca_path": {"type": "path"},
-            "tls_verify": {"type": "bool", "default": True},
-            "timeout": {"type": "float", "default": 5},
+        argument_spec=_options.merged(_options.REDIS_OPTIONS, **{
             "info_sections": {"type": "list", "elements": "str", "default": list(_redis.INFO_SECTIONS)},
             "queues": {"type": "list", "elements": "raw", "default": []},
             "queue_warn": {"type": "int", "default": 100},
@@ -173,15 +130,14 @@ def main():
             "memory_warn_percent": {"type": "float", "default": 80},
             "memory_crit_percent": {"type": "float", "default": 95},
             "fail_on": dict(_status.FAIL_ON_ARGSPEC),
-        },
+        }),
         supports_check_mode=True,
     )
     if not _redis.HAS_REDIS:
         module.fail_json(msg=missing_required_lib("redis"))
     params = module.params
     try:
-        target = _redis.RedisTarget(params["host"], params["port"], params["db"], params["username"], params["password"],
-                                    params["tls"], params["tls_ca_path"], params["tls_verify"], params["timeout"])
+        target = _redis.RedisTarget.from_params(params)
         queues = [_redis.Queue.from_spec(spec, params["queue_warn"], params["queue_crit"], index)
                   for index, spec in enumerate(params["queues"])]
         result = _redis.probe(target, queues, params["info_sections"], params["memory_warn_percent"],
