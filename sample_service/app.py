@@ -419,7 +419,6 @@ class Database:
                     return False  # another migrator applied it first
                 statements(self, cur, sql, version == fail_migration)
                 cur.execute(sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"), (version, name, now_iso()))
-                self.audit(cur, sql, "migrate version=%d name=%s" % (version, name))
                 return True
             try:
                 done = self.run(work, ddl=True)
