@@ -35,7 +35,7 @@ versions=(
     "v1 1"
     "v2 2"
     "v3 2 FAIL_READY=true"
-    "v4 2 MIGRATION_FAIL=true"
+    "v4 3 MIGRATION_FAIL=true"
     "v5 2 CRASH_AFTER=10"
 )
 

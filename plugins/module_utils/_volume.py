@@ -149,10 +149,7 @@ class VolumeSource:
         """The running containers that mount this directory ({name, id, auto_remove}, by name), or
         None when Docker cannot be asked."""
         try:
-            ids = _docker(self.docker_cli, ["ps", "--quiet", "--no-trunc"], error_cls).split()
-            if not ids:
-                return []
-            inspected = json.loads(_docker(self.docker_cli, ["inspect", "--type", "container"] + ids, error_cls))
+            inspected = self._inspect_running(error_cls)
         except _DockerUnavailable as exc:
             if not self.path:
                 raise error_cls("cannot ask Docker about volume %s: %s" % (self.volume, exc)) from None
@@ -160,6 +157,20 @@ class VolumeSource:
         except ValueError as exc:
             raise error_cls("docker inspect returned something that is not JSON: %s" % exc) from None
         return matching_containers(inspected, self.directory(error_cls), self.volume)
+
+    def _inspect_running(self, error_cls, attempts=3):
+        """``docker inspect`` of every running container.  A container that goes away between ``docker ps``
+        and ``docker inspect`` (a busy engine) makes inspect fail: ask again."""
+        for attempt in range(attempts):
+            ids = _docker(self.docker_cli, ["ps", "--quiet", "--no-trunc"], error_cls).split()
+            if not ids:
+                return []
+            try:
+                return json.loads(_docker(self.docker_cli, ["inspect", "--type", "container"] + ids, error_cls))
+            except error_cls as exc:
+                if "no such container" not in str(exc).lower() or attempt == attempts - 1:
+                    raise
+        return []
 
     def spec(self, service, compression="zstd", compression_level=None, tmp_dir=None):
         """A VolumeSpec for the catalog and the stream code of db_backup."""

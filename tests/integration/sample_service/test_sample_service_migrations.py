@@ -106,6 +106,12 @@ def test_a_failing_migration_leaves_nothing_behind(service):
     fixed = migrate(service, MIGRATION_FAIL=None)
     assert fixed.returncode == 0, fixed.stderr
     assert status(service) == 2
+    # From head 2 the first pending migration is 3: it fails the same way and the head stays 2.
+    again = migrate(service, SCHEMA_HEAD=3, MIGRATION_FAIL="true")
+    assert again.returncode == 1
+    assert "migration 3 (priority) failed and was rolled back, the database stays at head 2" in again.stderr
+    assert "(MIGRATION_FAIL is set)" in again.stderr
+    assert status(service) == 2 and "priority" not in columns(service, "items")
 
 
 def test_serve_refuses_a_database_behind_its_head(service):
@@ -160,8 +166,8 @@ def test_crash_after_exits_non_zero(sample_service):
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"SCHEMA_HEAD": "3"}, "SCHEMA_HEAD must be a migration number from 1 to 2, got '3'"),
-    ({"SCHEMA_HEAD": "0"}, "SCHEMA_HEAD must be a migration number from 1 to 2, got '0'"),
+    ({"SCHEMA_HEAD": "4"}, "SCHEMA_HEAD must be a migration number from 1 to 3, got '4'"),
+    ({"SCHEMA_HEAD": "0"}, "SCHEMA_HEAD must be a migration number from 1 to 3, got '0'"),
     ({"CRASH_AFTER": "soon"}, "CRASH_AFTER must be a number of seconds"),
 ])
 def test_bad_knobs_are_configuration_errors(sample_service, env, message):
@@ -172,7 +178,7 @@ def test_bad_knobs_are_configuration_errors(sample_service, env, message):
 
 def test_migrate_head_option_and_status_of_a_missing_database(sample_service):
     svc = sample_service(start=False)
-    assert svc.command("migrate", "--head", "5").returncode == 2
+    assert svc.command("migrate", "--head", "4").returncode == 2
     assert status(svc) == 0
     assert not os.path.exists(svc.db_path)  # --status creates nothing
     assert json.loads(svc.command("migrate", "--head", "2").stdout)["applied"] == [1, 2]

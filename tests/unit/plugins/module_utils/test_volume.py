@@ -413,3 +413,15 @@ def test_stopped_containers_speak_as_a_backup_when_asked(tmp_path):
 def test_a_backup_refuses_to_stop_auto_removed_containers():
     with pytest.raises(LockError, match=r"container tmp \(started with --rm\) would be removed .* then backing up"):
         volumes.refuse_auto_removed([{"name": "tmp", "id": "2" * 64, "auto_remove": True}], "backing up")
+
+
+def test_a_container_gone_between_ps_and_inspect_is_asked_again(tmp_path):
+    """`docker ps` lists a container that exits before `docker inspect`: the second round succeeds."""
+    state = tmp_path / "inspected"
+    script = tmp_path / "docker"
+    script.write_text("#!/bin/sh\nif [ \"$1\" = ps ]; then echo abc; exit 0; fi\n"
+                      "if [ ! -e %s ]; then touch %s; echo 'Error: No such container: abc' >&2; exit 1; fi\n"
+                      "echo '[]'\n" % (state, state))
+    script.chmod(0o755)
+    source = volumes.VolumeSource(path=str(tmp_path), docker_cli=str(script))
+    assert source.running_containers(BackupError) == []
