@@ -117,10 +117,12 @@ def test_v5_healthy_then_crashes_and_restarts(background_projects):
     assert "CRASH_AFTER=10 reached: exiting with status 1" in project.logs("api")
 
 
-def test_sqlite_project_on_a_named_volume(compose_project):
-    project = compose_project(tag="v1", database="sqlite")
+def test_two_replicas_on_a_sqlite_named_volume(compose_project):
+    project = compose_project(tag="v1", database="sqlite", replicas=True)
     project.up(timeout=60)
-    assert project.api("POST", "/api/items", json={"name": "on-volume"}).status == 201
+    assert sorted(project.image_ids()) == ["api_a", "api_b"] and project.ports["api_a"] != project.ports["api_b"]
+    assert project.api("POST", "/api/items", json={"name": "on-volume"}, service="api_a").status == 201
+    assert project.api("GET", "/api/items", service="api_b").json["count"] == 1  # one database, two replicas
     volumes = docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=%s" % project.name).stdout.split()
     assert volumes == [project.name + "_data"]
     assert project.migrate_status() == 1
