@@ -187,7 +187,7 @@ def test_migrate_head_option_and_status_of_a_missing_database(sample_service):
 def test_concurrent_migrations_apply_each_version_once(sample_service, pg_conn_params, pg_database, pg_connect):
     svc = sample_service(database_url=pg_database_url(pg_conn_params, pg_database), env={"SCHEMA_HEAD": "2"}, start=False)
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda _: svc.command("migrate"), range(3)))
+        results = list(pool.map(lambda _index: svc.command("migrate"), range(3)))
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
     applied = sorted(v for r in results for v in json.loads(r.stdout)["applied"])
     assert applied == [1, 2]
@@ -213,7 +213,7 @@ def test_worker_runs_jobs_without_http(sample_service, pg_conn_params, pg_databa
         cur.execute("UPDATE jobs SET status = 'queued'")  # whatever the api's own worker did: run them again
     # Two workers at once on the same queue (and DATA_DIR): every job runs exactly once.
     workers = [subprocess.Popen([svc.python, APP_PATH, "--env-file", svc.env_file, "worker"], env=clean_environ(),  # pylint: disable=consider-using-with
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _worker in range(2)]
     try:
         deadline = time.monotonic() + 20
         time.sleep(0.5)  # the UPDATE above made them all queued: let the workers start on them
