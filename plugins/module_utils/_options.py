@@ -86,6 +86,7 @@ VOLUME_SOURCE_OPTIONS = {
     "path": {"type": "path"},
     "label": {"type": "str"},
     "docker_cli": {"type": "str", "default": "docker"},
+    "compose_project": {"type": "str"},
 }
 
 
