@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 
+from ansible_collections.runbook.ops.plugins.module_utils import _files as files
 from ansible_collections.runbook.ops.plugins.module_utils import _status as status
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, PitrError
 
@@ -773,3 +774,136 @@ class PgBackRest:
         listing = parse_repo_ls(self.run("repo-ls", ["--output=json"],
                                          args=[archive_dir(self.stanza, info["archive"]["id"], segment)]))
         return segment_time(listing, segment)
+
+
+# The options every pgbackrest_* module shares (doc fragment runbook.ops.pgbackrest).
+PGBACKREST_OPTIONS = {
+    "stanza": {"type": "str", "required": True},
+    "config": {"type": "path", "required": True},
+    "os_user": {"type": "str", "default": "postgres"},
+    "pgbackrest_bin": {"type": "str", "default": "pgbackrest"},
+    "command_timeout": {"type": "int", "default": 86400},
+}
+
+
+def pgbackrest_from_params(params, find_binary):
+    """The PgBackRest the module options describe; ``find_binary(name)`` resolves a bare name."""
+    binary = params["pgbackrest_bin"]
+    if "/" not in binary:
+        binary = find_binary(binary) or binary
+    return PgBackRest(binary, params["config"], params["stanza"], params["os_user"], params["command_timeout"])
+
+
+# --- setting a stanza up -------------------------------------------------------------------------
+
+# pgBackRest check's error codes that mean PostgreSQL has not taken the archive settings yet.
+CHECK_NEEDS_RESTART = 87   # archive_mode must be enabled
+CHECK_NEEDS_RELOAD = 68    # archive_command must contain pgbackrest
+
+
+def owner_ids(user):
+    import pwd  # pylint: disable=import-outside-toplevel
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ParameterError("os_user %s does not exist on this host" % user) from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def read_text(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+
+
+def write_owned(path, text, mode, user, check_mode=False):
+    """Write ``text`` atomically (mode ``mode``, owned by ``user``) unless it is there already;
+    a missing parent directory is created 0700 for ``user``.  Returns whether it changed."""
+    uid, gid = owner_ids(user)
+    current = read_text(path)
+    try:
+        info = os.stat(path)
+        attributes_ok = info.st_uid == uid and (info.st_mode & 0o777) == mode
+    except FileNotFoundError:
+        attributes_ok = False
+    if current == text and attributes_ok:
+        return False
+    if check_mode:
+        return True
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        files.make_private_dirs(parent)
+        os.chown(parent, uid, gid)
+    files.atomic_write(path, text.encode("utf-8"), mode=mode, keep_attributes=False)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    return True
+
+
+def pg_tool(name, pg_bin_dir, data_dir):
+    """``pg_ctl`` of the cluster's major version: ``pg_bin_dir``, else Debian's
+    /usr/lib/postgresql/<PG_VERSION>/bin, else the one on PATH."""
+    if pg_bin_dir:
+        return os.path.join(pg_bin_dir, name)
+    version = (read_text(os.path.join(data_dir, "PG_VERSION")) or "").strip()
+    candidate = "/usr/lib/postgresql/%s/bin/%s" % (version, name)
+    return candidate if version and os.path.exists(candidate) else name
+
+
+def run_tool(argv, what, user=None, timeout=600):
+    """Run a PostgreSQL tool (as ``user`` when we are root); PitrError with its output if it fails."""
+    if user and os.geteuid() == 0:
+        argv = ["runuser", "-u", check_os_user(user), "--"] + list(argv)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              cwd="/", timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise PitrError("cannot run %s: %s" % (what, exc)) from None
+    except subprocess.TimeoutExpired:
+        raise PitrError("%s did not finish within %ss" % (what, timeout)) from None
+    if proc.returncode != 0:
+        raise PitrError("%s failed (exit %d): %s" % (what, proc.returncode, clean_message(proc.stdout, 800)))
+    return argv
+
+
+def postmaster_running(data_dir):
+    """Whether a postmaster runs in ``data_dir`` (its postmaster.pid names a live process)."""
+    text = read_text(os.path.join(data_dir, "postmaster.pid"))
+    if not text:
+        return False
+    try:
+        pid = int(text.split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def setup_stanza(pgbackrest, info, check_mode=False):
+    """stanza-create when the repository does not know the stanza yet; returns whether it ran."""
+    if info["status_code"] not in (1, 3):
+        return False
+    if not check_mode:
+        pgbackrest.run("stanza-create")
+    return True
+
+
+def run_check(pgbackrest, archive_timeout=None):
+    """``pgbackrest check``: ``ok``, ``restart`` (archive_mode is off in the running server),
+    ``reload`` (archive_command is not pgBackRest's yet); any other failure raises."""
+    options = ["--archive-timeout=%d" % int(archive_timeout)] if archive_timeout else []
+    try:
+        pgbackrest.run("check", options)
+    except PitrError as exc:
+        code = exc.details.get("exit_code")
+        if code == CHECK_NEEDS_RESTART:
+            return "restart", str(exc)
+        if code == CHECK_NEEDS_RELOAD:
+            return "reload", str(exc)
+        raise
+    return "ok", None
