@@ -462,7 +462,7 @@ def report(info, last_segment_epoch, now, rpo=None, rpo_warning=None, archiver=N
     checks = [rate_archive(info, last_segment_epoch, now, rpo, rpo_warning, archiver),
               rate_backups(info, now, max_backup_age)]
     view = status.overview(checks, "checks")
-    return {"state": view["state"], "summary": view["summary"], "msg": "stanza %s: %s" % (info["stanza"], view["msg"]),
+    return {"state": view["state"], "summary": view["summary"], "msg": "stanza %s - %s" % (info["stanza"], view["msg"]),
             "checks": checks}
 
 

@@ -239,7 +239,7 @@ def test_backups_rating():
 def test_report_overall_state_and_message():
     result = pgbr.report(INFO, LAST, at(LAST + 4000), rpo=3600)
     assert result["state"] == "critical" and result["summary"]["critical"] == 1
-    assert result["msg"].startswith("stanza exp: 1 of 2 checks ok, overall critical - wal_archive critical")
+    assert result["msg"].startswith("stanza exp - 1 of 2 checks ok, overall critical - wal_archive critical")
 
 
 # --- restore targets ------------------------------------------------------------------------------
