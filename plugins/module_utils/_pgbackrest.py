@@ -18,10 +18,11 @@ import json
 import os
 import re
 import subprocess
+import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _files as files
 from ansible_collections.runbook.ops.plugins.module_utils import _status as status
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, PitrError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, PitrError, RunbookError
 
 BACKUP_TYPES = ("full", "diff", "incr")
 TARGET_TYPES = ("latest", "time", "lsn", "name", "immediate")
@@ -721,8 +722,8 @@ def recovery_failure(found, archive_max=None):
 def recovered_to(found, described):
     """The recovered-to time (the last transaction replayed) against the target, in seconds."""
     reached = found["last_transaction_time"]
-    result = {"recovered_to": reached, "stop_time": found["stop_time"], "stopped": found["stopped"],
-              "target": described.get("target"), "target_gap_seconds": None, "timeline": found["new_timeline"]}
+    result = {"recovered_to": reached, "stop_time": found["stop_time"], "stop_reason": found["stopped"],
+              "target_gap_seconds": None, "timeline": found["new_timeline"]}
     if reached and described["type"] == "time" and described.get("target"):
         gap = parse_time(described["target"]) - parse_time(reached)
         result["target_gap_seconds"] = round(gap.total_seconds(), 6)
@@ -907,3 +908,179 @@ def run_check(pgbackrest, archive_timeout=None):
             return "reload", str(exc)
         raise
     return "ok", None
+
+
+# --- restoring into a new cluster ----------------------------------------------------------------
+
+# pg_ctl returns once the server accepts (read-only) connections; promotion follows. Poll for it this often.
+RECOVERY_POLL_SECONDS = 0.25
+# A promoted server finishes its end-of-recovery checkpoint before it accepts connections.
+READY_WAIT_SECONDS = 60
+
+
+def make_owned_dirs(path, user):
+    """Create ``path`` and its missing parents with mode 0700, owned by ``user``."""
+    uid, gid = owner_ids(user)
+    missing, level = [], path
+    while level and not os.path.isdir(level):
+        missing.append(level)
+        level = os.path.dirname(level)
+    for directory in reversed(missing):
+        files.make_private_dirs(directory)
+        os.chown(directory, uid, gid)
+
+
+def _read_from(path, offset):
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def wait_for_recovery(data_dir, log_file, offset, timeout, archive_max=None):
+    """Wait until the restored server has promoted (recovery.signal gone, server running and,
+    when its log is readable, ready for connections).  PitrError naming the cause (the FATAL,
+    the missing WAL segment) when it stops instead, or when ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = parse_recovery_log(_read_from(log_file, offset)) if log_file else parse_recovery_log("")
+        running = postmaster_running(data_dir)
+        signal_gone = not any(os.path.exists(os.path.join(data_dir, name))
+                              for name in ("recovery.signal", "standby.signal"))
+        if found["fatal"] or not running:
+            raise PitrError(recovery_failure(found, archive_max) + "; the restored directory %s is left for "
+                            "inspection (server log %s)" % (data_dir, log_file), recovery=found)
+        if signal_gone and (found["ready"] or not log_file):
+            return found
+        if time.monotonic() > deadline:
+            raise PitrError("recovery did not finish within %ds; the restored server in %s still runs (server log %s)"
+                            % (timeout, data_dir, log_file), recovery=found)
+        time.sleep(RECOVERY_POLL_SECONDS)
+
+
+def restore_cluster(pgbackrest, data_dir, target_type, target=None, port=None, **opts):
+    """The pgbackrest_restore flow: choose the backup for the target, check the destination,
+    restore, start the copy and wait for it to promote.  Returns what was (or would be) done.
+
+    ``opts``: exclusive, backup_set, listen_addresses, socket_dir, log_file, force, start,
+    start_command, pg_bin_dir, live_data_dir, recovery_timeout, process_max, os_user, check_mode, now.
+    """
+    os_user = opts.get("os_user") or "postgres"
+    info = pgbackrest.info()
+    problem = info_problem(info)
+    if problem:
+        raise PitrError(problem)
+    options, described = restore_target(target_type, target, info["backups"], opts.get("now"),
+                                        opts.get("exclusive", False), opts.get("backup_set"))
+    data_dir = os.path.normpath(data_dir or "")
+    entries = sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else None
+    mode = check_destination(data_dir, opts.get("live_data_dir"), opts.get("force", False), entries,
+                             bool(entries) and postmaster_running(data_dir))
+    if mode == "new" and not port:
+        raise ParameterError("port is required: the restored copy starts as a new cluster beside the live one")
+    log_file = check_safe_path(opts.get("log_file") or data_dir + ".log", "log_file")
+    argv = pgbackrest.argv("restore", restore_options(data_dir, options, mode, opts.get("process_max")))
+    result = {"mode": mode, "data_dir": data_dir, "port": port, "target": described, "log_file": log_file,
+              "started": False, "promoted": False, "restore_command": argv}
+    if opts.get("check_mode"):
+        return result
+    try:
+        return _restore_and_start(pgbackrest, info, options, described, mode, data_dir, port, log_file, result, opts)
+    except RunbookError as exc:
+        exc.details.setdefault("changed", True)  # files were written
+        exc.details.setdefault("data_dir", data_dir)
+        raise
+
+
+def _restore_and_start(pgbackrest, info, options, described, mode, data_dir, port, log_file, result, opts):
+    os_user = opts.get("os_user") or "postgres"
+    started_at = time.monotonic()
+    make_owned_dirs(data_dir, os_user)
+    uid, gid = owner_ids(os_user)
+    os.chown(data_dir, uid, gid)
+    os.chmod(data_dir, 0o700)
+    pgbackrest.run("restore", restore_options(data_dir, options, mode, opts.get("process_max")))
+    result["restore_seconds"] = round(time.monotonic() - started_at, 3)
+    if mode == "new":
+        for name, text in new_cluster_files(port, opts.get("listen_addresses") or "127.0.0.1",
+                                            opts.get("socket_dir") or "/var/run/postgresql").items():
+            if not os.path.exists(os.path.join(data_dir, name)):
+                write_owned(os.path.join(data_dir, name), text, 0o600, os_user)
+    if not opts.get("start", True):
+        result["duration_seconds"] = result["restore_seconds"]
+        return result
+    offset = os.path.getsize(log_file) if os.path.exists(log_file) else 0
+    timeout = int(opts.get("recovery_timeout") or 3600)
+    try:
+        if opts.get("start_command"):
+            run_tool(opts["start_command"], "start_command %s" % opts["start_command"][0], timeout=timeout)
+        elif mode == "new" or os.path.exists(os.path.join(data_dir, "postgresql.conf")):
+            if not os.path.exists(log_file):
+                write_owned(log_file, "", 0o600, os_user)
+            pg_ctl = pg_tool("pg_ctl", opts.get("pg_bin_dir"), data_dir)
+            run_tool(start_argv(pg_ctl, data_dir, log_file, port, opts.get("listen_addresses"), opts.get("socket_dir"),
+                                archive_off=mode == "new")[:-1] + ["-w", "-t", str(timeout), "start"],
+                     "pg_ctl start", os_user, timeout=timeout + 30)
+        else:
+            result["note"] = ("%s has no postgresql.conf: start the cluster as usual (for example pg_ctlcluster); it "
+                              "recovers to the target and promotes" % data_dir)
+            result["duration_seconds"] = result["restore_seconds"]
+            return result
+    except PitrError as exc:
+        found = parse_recovery_log(_read_from(log_file, offset))
+        if found["fatal"]:
+            raise PitrError(recovery_failure(found, info["archive"]["max"]) + "; the restored directory %s is left "
+                            "for inspection (server log %s)" % (data_dir, log_file), recovery=found) from None
+        raise
+    result["started"] = True
+    found = wait_for_recovery(data_dir, log_file, offset, max(1, timeout - (time.monotonic() - started_at)),
+                              info["archive"]["max"])
+    result["promoted"] = True
+    result["duration_seconds"] = round(time.monotonic() - started_at, 3)
+    result.update(recovered_to(found, described))
+    return result
+
+
+def verify_copy(server, database, expected_row_counts=None, assertions=(), restore_seconds=None,
+                max_restore_seconds=None, connect_wait=READY_WAIT_SECONDS):
+    """The backup_verify checks on a restored copy: row counts, SQL assertions, RTO.  Returns
+    the report (``passed``, ``failures``, ``tables``, ``assertions``, ``rto``)."""
+    from ansible_collections.runbook.ops.plugins.module_utils import _restore as restores  # pylint: disable=import-outside-toplevel
+    from ansible_collections.runbook.ops.plugins.module_utils._errors import DatabaseError  # pylint: disable=import-outside-toplevel
+
+    report = {"database": database, "tables": [], "assertions": [], "failures": []}
+    deadline = time.monotonic() + connect_wait
+    while True:
+        try:
+            actual = server.row_counts(database)
+            break
+        except DatabaseError as exc:
+            if time.monotonic() > deadline:
+                report["failures"].append("the restored copy could not be queried: %s" % exc)
+                report["passed"] = False
+                return report
+            time.sleep(0.5)
+    report["row_counts"] = actual
+    answers = restores.ask(lambda query: server.run_scalar(database, query), assertions)
+    restores.check_contents(report, expected_row_counts or {}, actual, assertions, answers,
+                            source="expected_row_counts")
+    report["rto"] = {"max_restore_seconds": max_restore_seconds, "restore_seconds": restore_seconds,
+                     "ok": max_restore_seconds is None or (restore_seconds or 0) <= max_restore_seconds}
+    if not report["rto"]["ok"]:
+        report["failures"].append("restore took %.1fs, over the RTO of %ss" % (restore_seconds, max_restore_seconds))
+    report["passed"] = not report["failures"]
+    return report
+
+
+def config_pg_path(text, stanza):
+    """pg1-path of ``stanza`` in a pgBackRest configuration file's text (the live cluster)."""
+    section = None
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif section == stanza and line.startswith("pg1-path="):
+            return line.split("=", 1)[1].strip()
+    return None
