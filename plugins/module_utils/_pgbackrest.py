@@ -540,7 +540,9 @@ def restore_target(target_type, target=None, backups=(), now=None, exclusive=Fal
             raise ParameterError("target %s is in the future (now %s): recovery could never reach it"
                                  % (format_time(moment), format_time(now)))
         stamp = moment.timestamp()
-        chosen = _choose_backup(backups, lambda b: (b["stop_epoch"] or 0) < stamp, format_time(moment))
+        # info's stop time is in whole seconds: a backup counts as ended before the target only when
+        # the whole second it ended in is, so recovery never stops before its consistency point.
+        chosen = _choose_backup(backups, lambda b: (b["stop_epoch"] or 0) + 1 <= stamp, format_time(moment))
         described["target"] = format_time(moment)
         options += ["--type=time", "--target=" + described["target"]]
     elif target_type == "lsn":
@@ -1011,7 +1013,10 @@ def _restore_and_start(pgbackrest, info, options, described, mode, data_dir, por
     if not opts.get("start", True):
         result["duration_seconds"] = result["restore_seconds"]
         return result
-    offset = os.path.getsize(log_file) if os.path.exists(log_file) else 0
+    if opts.get("start_command") and not opts.get("log_file"):
+        log_file = None  # the cluster's own start command logs where its configuration says
+        result["log_file"] = None
+    offset = os.path.getsize(log_file) if log_file and os.path.exists(log_file) else 0
     timeout = int(opts.get("recovery_timeout") or 3600)
     try:
         if opts.get("start_command"):
@@ -1028,8 +1033,8 @@ def _restore_and_start(pgbackrest, info, options, described, mode, data_dir, por
                               "recovers to the target and promotes" % data_dir)
             result["duration_seconds"] = result["restore_seconds"]
             return result
-    except PitrError as exc:
-        found = parse_recovery_log(_read_from(log_file, offset))
+    except PitrError:
+        found = parse_recovery_log(_read_from(log_file, offset) if log_file else "")
         if found["fatal"]:
             raise PitrError(recovery_failure(found, info["archive"]["max"]) + "; the restored directory %s is left "
                             "for inspection (server log %s)" % (data_dir, log_file), recovery=found) from None

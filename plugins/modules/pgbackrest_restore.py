@@ -245,9 +245,9 @@ def main():
             log_file=p["log_file"], force=p["force"], start=p["start"], start_command=p["start_command"],
             pg_bin_dir=p["pg_bin_dir"], live_data_dir=live, recovery_timeout=p["recovery_timeout"],
             process_max=p["process_max"], os_user=p["os_user"], check_mode=module.check_mode))
-        result["changed"] = not module.check_mode
+        result["changed"] = True
         if module.check_mode:
-            module.exit_json(changed=True, msg="would restore stanza %s (backup %s) into %s (%s)"
+            module.exit_json(msg="would restore stanza %s (backup %s) into %s (%s)"
                              % (p["stanza"], result["target"]["backup"], result["data_dir"], result["mode"]), **result)
         if p["database"] and result["promoted"]:
             server = PgServer(host=p["login_host"] or "127.0.0.1", port=p["port"] or p["login_port"],

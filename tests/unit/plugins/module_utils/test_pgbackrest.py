@@ -270,6 +270,9 @@ def test_time_target_picks_the_newest_backup_before_it():
     assert options == ["--type=time", "--target=2026-11-30 21:11:29.000000+00", "--target-action=promote",
                        "--set=" + BACKUPS[1]["label"]]
     assert described["backup"] == BACKUPS[1]["label"] and described["target"] == "2026-11-30 21:11:29.000000+00"
+    # the incr ended at 21:11:31 (whole seconds): a target within that second starts from the diff
+    assert pgbr.restore_target("time", "2026-11-30 21:11:31.5+00", BACKUPS, now=NOW)[1]["backup"] == BACKUPS[1]["label"]
+    assert pgbr.restore_target("time", "2026-11-30 21:11:32+00", BACKUPS, now=NOW)[1]["backup"] == BACKUPS[2]["label"]
 
 
 def test_time_target_refusals():
@@ -369,3 +372,34 @@ def test_clean_message_drops_binary_lines():
     text = pgbr.clean_message("ERROR: [029]: bad\nFormatError: found at line 1: \x01\x02\x03\ufffd\n#\ufffd\x02\nHINT: ok")
     assert text == "ERROR: [029]: bad FormatError: found at line 1: (unreadable data) HINT: ok"
     assert pgbr.clean_message("x" * 1000, 50).endswith("...") and len(pgbr.clean_message("x" * 1000, 50)) == 50
+
+
+def test_config_pg_path_reads_the_stanza_section():
+    text = pgbr.render_config("app", "/var/lib/postgresql/15/main", LOCAL_REPO)
+    assert pgbr.config_pg_path(text, "app") == "/var/lib/postgresql/15/main"
+    assert pgbr.config_pg_path(text, "other") is None and pgbr.config_pg_path(None, "app") is None
+
+
+def test_write_owned_is_atomic_private_and_idempotent(tmp_path):
+    import getpass
+    import stat
+
+    path = str(tmp_path / "conf" / "app.conf")
+    user = getpass.getuser()
+    assert pgbr.write_owned(path, "a=1\n", 0o600, user, check_mode=True)
+    assert not os.path.exists(path)
+    assert pgbr.write_owned(path, "a=1\n", 0o600, user)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    assert not pgbr.write_owned(path, "a=1\n", 0o600, user)
+    os.chmod(path, 0o644)
+    assert pgbr.write_owned(path, "a=1\n", 0o600, user) and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(ParameterError, match="does not exist"):
+        pgbr.write_owned(path, "a=1\n", 0o600, "no_such_user_rbops")
+
+
+def test_postmaster_running_reads_the_pid_file(tmp_path):
+    assert not pgbr.postmaster_running(str(tmp_path))
+    (tmp_path / "postmaster.pid").write_text("%d\n/data\n" % os.getpid())
+    assert pgbr.postmaster_running(str(tmp_path))
+    (tmp_path / "postmaster.pid").write_text("999999999\n")
+    assert not pgbr.postmaster_running(str(tmp_path))
