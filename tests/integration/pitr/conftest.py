@@ -84,13 +84,12 @@ class Cluster:
             time.sleep(0.2)
         raise AssertionError("segment %s was not archived within 30 s" % segment)
 
-    def archived_segments(self):
-        return sorted(glob.glob(os.path.join(self.repo, "archive", self.stanza, "*", "*", "0*-*")))
-
-    def stanza_params(self, **extra):
+    def stanza_params(self, s3=None, **extra):
+        repo = {"path": self.repo, "cipher_type": "aes-256-cbc", "cipher_pass": PASSPHRASE, "retention_full": 2}
+        if s3:
+            repo.update(s3, path="/" + self.name)
         params = {"stanza": self.stanza, "config": self.config, "pg_data": self.pg_data, "pg_port": self.port,
-                  "repo": {"path": self.repo, "cipher_type": "aes-256-cbc", "cipher_pass": PASSPHRASE,
-                           "retention_full": 2},
+                  "repo": repo,
                   "lock_path": os.path.join(self.base, "lock"), "log_path": os.path.join(self.base, "log"),
                   "archive_timeout": 20, "check_archive_timeout": 20,
                   "archive_settings_file": os.path.join(self.conf_dir, "conf.d", "pgbackrest.conf"),
@@ -129,19 +128,96 @@ def pg_cluster():
         cluster.drop()
 
 
+class TlsS3:
+    """pgBackRest 2.45 talks only HTTPS to S3 and the moto server speaks HTTP: nginx terminates TLS
+    (a throw-away self-signed certificate) on a free loopback port and forwards to moto."""
+
+    def __init__(self, endpoint, workdir):
+        self.endpoint = endpoint
+        self.workdir = str(workdir)
+        self.port = free_port()
+        self.bucket = "rbops-pitr-" + secrets.token_hex(5)
+
+    def start(self):
+        import boto3  # pylint: disable=import-outside-toplevel
+
+        conf = os.path.join(self.workdir, "nginx.conf")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-keyout", os.path.join(self.workdir, "key.pem"), "-out", os.path.join(self.workdir, "cert.pem")],
+                       check=True, capture_output=True, timeout=60)
+        upstream = self.endpoint.split("://", 1)[1].rstrip("/")
+        with open(conf, "w", encoding="utf-8") as handle:
+            handle.write("""worker_processes 1;
+error_log %(d)s/error.log;
+pid %(d)s/nginx.pid;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %(d)s/body;
+  proxy_temp_path %(d)s/proxy;
+  client_max_body_size 0;
+  server {
+    listen 127.0.0.1:%(port)d ssl;
+    ssl_certificate %(d)s/cert.pem;
+    ssl_certificate_key %(d)s/key.pem;
+    location / {
+      proxy_pass http://%(up)s;
+      proxy_set_header Host $http_host;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_http_version 1.1;
+    }
+  }
+}
+""" % {"d": self.workdir, "port": self.port, "up": upstream})
+        subprocess.run(["nginx", "-c", conf], check=True, capture_output=True, timeout=30)
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                                   aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.client.create_bucket(Bucket=self.bucket)
+        return self
+
+    def repo(self):
+        return {"type": "s3", "s3_bucket": self.bucket, "s3_endpoint": "127.0.0.1", "s3_region": "us-east-1",
+                "s3_key": "testing", "s3_key_secret": "testing", "s3_uri_style": "path", "storage_port": self.port,
+                "storage_verify_tls": False}
+
+    def keys(self, prefix=""):
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def stop(self):
+        pid_file = os.path.join(self.workdir, "nginx.pid")
+        if os.path.exists(pid_file):
+            with open(pid_file, encoding="ascii") as handle:
+                os.kill(int(handle.read().strip()), 15)
+        with contextlib.suppress(Exception):
+            for key in self.keys():
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            self.client.delete_bucket(Bucket=self.bucket)
+
+
 @pytest.fixture(scope="module")
 def stanza(tmp_path_factory):
-    """One cluster per test file with its stanza set up (archiving on after a restart) and a full
-    backup; the tests that share it leave it running and readable (the last one may damage its archive)."""
+    """One cluster per test file whose stanza archives into an S3 bucket on the moto server (through
+    a TLS proxy), set up with a restart and a full backup; the tests that share it leave it running
+    and readable (the last one damages its archive)."""
     _require_tools()
+    if not shutil.which("nginx"):
+        pytest.fail("the PITR tests need nginx (nginx-light) for TLS in front of the moto S3 server")
     from harness import run_module  # pylint: disable=import-outside-toplevel
 
+    endpoint = os.environ.get("RBOPS_TEST_S3_ENDPOINT")
+    if not endpoint:
+        pytest.fail("RBOPS_TEST_S3_ENDPOINT is not set: run the integration tests with `make integration`")
     cluster = Cluster()
     tmp = tmp_path_factory.mktemp("stanza")
+    s3 = TlsS3(endpoint, tmp_path_factory.mktemp("s3tls"))
     try:
+        s3.start()
+        cluster.s3 = s3
         cluster.create()
         run = run_module(tmp, "runbook.ops.pgbackrest_stanza",
-                         cluster.stanza_params(restart_command=cluster.restart_command()))
+                         cluster.stanza_params(s3=s3.repo(), restart_command=cluster.restart_command()))
         assert not run.failed, run.output[-3000:]
         backup = run_module(tmp, "runbook.ops.pgbackrest_backup", {"stanza": cluster.stanza, "config": cluster.config})
         assert not backup.failed, backup.output[-3000:]
@@ -149,3 +225,4 @@ def stanza(tmp_path_factory):
         yield cluster
     finally:
         cluster.drop()
+        s3.stop()

@@ -135,6 +135,17 @@ def test_restore_module_argv_and_refusals(stanza, ansible_module):
         target="2000-01-01 00:00:00+00"))
     assert early.failed and "no backup ends before" in early.result["msg"]
     assert not os.path.exists(cluster.restored_dir("early"))
+    # the repository is the S3 bucket (through TLS): the first backup is there, and restores from it
+    assert any("/backup/%s/%s/" % (cluster.stanza, cluster.first_backup["label"]) in key for key in cluster.s3.keys())
+    copy = cluster.restored_dir("immediate")
+    restored = ansible_module("runbook.ops.pgbackrest_restore", dict(
+        base, data_dir=copy, port=free_port(), target_type="immediate", stop_after=True, database="postgres",
+        login_user=cluster.user, login_password=cluster.password,
+        assertions=[{"name": "a promoted copy", "query": "SELECT NOT pg_is_in_recovery()", "expected": True}]))
+    assert not restored.failed, restored.output[-3000:]
+    assert restored.result["promoted"] and restored.result["stopped"] and restored.result["verification"]["passed"]
+    assert restored.result["target"]["backup"] == cluster.first_backup["label"]
+    assert not os.path.exists(os.path.join(copy, "postmaster.pid"))
 
 
 def test_live_data_directory_is_refused_without_force(stanza, ansible_module):
@@ -188,8 +199,9 @@ def test_a_missing_wal_segment_fails_clearly(stanza, ansible_module):
     time.sleep(1.1)
     target = cluster.now()
     cluster.switch_wal()
-    (victim,) = [path for path in cluster.archived_segments() if os.path.basename(path).startswith(gone)]
-    os.unlink(victim)
+    (victim,) = [key for key in cluster.s3.keys("%s/archive/" % cluster.name)
+                 if os.path.basename(key).startswith(gone + "-")]
+    cluster.s3.client.delete_object(Bucket=cluster.s3.bucket, Key=victim)
     assert first < gone
     run = ansible_module("runbook.ops.pgbackrest_restore", {
         "stanza": cluster.stanza, "config": cluster.config, "data_dir": cluster.restored_dir(),
@@ -197,6 +209,6 @@ def test_a_missing_wal_segment_fails_clearly(stanza, ansible_module):
         "recovery_timeout": 60})
     assert run.failed, run.output[-3000:]
     msg = run.result["msg"]
-    assert "recovery ended before configured recovery target was reached" in msg
+    assert "recovery ended before configured recovery target was reached" in msg, msg
     assert "WAL segment %s is missing from the repository" % gone in msg
     assert run.result["changed"] is True and run.result["data_dir"] == cluster.restored_dir()
