@@ -93,7 +93,7 @@ def stats(records, key):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog="bench/pitr_bench.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/pitr_bench.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--size-gib", type=float, default=1.0, help="size of the cluster's data (default 1)")
     parser.add_argument("--wal-mib", type=int, default=128, help="WAL written after the backup (default 128)")
     parser.add_argument("--process-max", type=int, default=2, help="pgBackRest processes (default 2)")

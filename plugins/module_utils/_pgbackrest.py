@@ -446,8 +446,8 @@ def rate_backups(info, now, max_backup_age=None):
     reasons, state = [], "ok"
     if max_backup_age and age > max_backup_age:
         state = "critical"
-        reasons.append("the newest backup %s finished %ds ago, over the limit of %ds" % (latest["label"], age,
-                                                                                          max_backup_age))
+        reasons.append("the newest backup %s finished %ds ago, over the limit of %ds"
+                       % (latest["label"], age, max_backup_age))
     damaged = [b["label"] for b in backups if b["error"]]
     if damaged:
         state = status.worst([state, "warning"])

@@ -14,7 +14,7 @@ description:
     the new backup from C(pgbackrest info) (label, type, the backup it builds on, size in the cluster and in the
     repository, WAL range, times) and the backups retention expired.
   - pgBackRest quietly takes a full backup when a V(diff) or V(incr) has nothing to build on; the module says so
-    in a warning and in RV(backup.type).
+    in a warning and in the C(type) of RV(backup).
 author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.pgbackrest

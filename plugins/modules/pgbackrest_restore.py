@@ -12,7 +12,7 @@ version_added: 0.2.0
 description:
   - Restores a stanza to a point in time (O(target_type=time)), an LSN, a named restore point, the end of the
     backup (V(immediate)) or the end of the WAL archive (V(latest)), with C(pgbackrest restore).
-  - By default into a B(new) data directory O(data_dir) that is started as a new cluster on O(port), so the live
+  - By default into a B(new) data directory O(data_dir) that is started as a new cluster on O(restore_port), so the live
     cluster is never touched; the copy gets C(archive_mode=off) so it never pushes WAL into the live stanza's
     repository. The live cluster's data directory (the stanza's C(pg1-path)) or any non-empty directory is refused
     unless O(force=true), and a directory with a running server is always refused.
@@ -51,7 +51,7 @@ options:
   backup_set:
     description: Start from this backup label instead of the one the module chooses.
     type: str
-  port:
+  restore_port:
     description: Port of the restored copy; required unless O(force) restores over a stopped cluster.
     type: int
   listen_addresses:
@@ -94,17 +94,31 @@ options:
     type: bool
     default: false
   database:
-    description: Database of the copy to verify; empty skips the verification. Connection options reach the copy on O(port).
+    description:
+      - Database of the copy to verify; empty skips the verification.
+      - The connection options reach the copy on O(restore_port) (O(login_host) defaults to C(127.0.0.1) here).
     type: str
   expected_row_counts:
     description: Exact row counts expected in the copy, by table (C(public.items)).
     type: dict
     default: {}
   assertions:
-    description: Read-only SQL checks run in the copy, each C({name, query, expected}) as in M(runbook.ops.backup_verify).
+    description: Read-only SQL checks run in the copy, as in M(runbook.ops.backup_verify).
     type: list
     elements: dict
     default: []
+    suboptions:
+      name:
+        description: Name of the check in the report. Defaults to the query.
+        type: str
+      query:
+        description: SQL whose first column of the first row is compared with O(assertions[].expected).
+        type: str
+        required: true
+      expected:
+        description: The expected value; numbers compare as numbers, anything else as text.
+        type: raw
+        required: true
   max_restore_seconds:
     description: RTO, the longest acceptable restore (restore, start, recovery) in seconds.
     type: float
@@ -122,7 +136,7 @@ attributes:
 notes:
   - Run it as root (C(become)); pgBackRest and C(pg_ctl) run as O(os_user). The restored copy reads WAL from the
     repository through the stanza's O(config) (its C(restore_command)), which must stay in place while it recovers.
-  - O(login_port) is ignored; the verification connects to O(port).
+  - O(login_port) is ignored; the verification connects to O(restore_port).
 seealso:
   - module: runbook.ops.pgbackrest_backup
   - module: runbook.ops.backup_verify
@@ -134,7 +148,7 @@ EXAMPLES = r"""
     stanza: app
     config: /etc/pgbackrest/app.conf
     data_dir: /var/lib/postgresql/pitr/app-20261130
-    port: 5499
+    restore_port: 5499
     target_type: time
     target: "2026-11-30 21:10:00+00"
     database: app
@@ -211,7 +225,7 @@ def main():
             target={"type": "str"},
             exclusive={"type": "bool", "default": False},
             backup_set={"type": "str"},
-            port={"type": "int"},
+            restore_port={"type": "int"},
             listen_addresses={"type": "str", "default": "127.0.0.1"},
             socket_dir={"type": "path", "default": "/var/run/postgresql"},
             log_file={"type": "path"},
@@ -240,7 +254,7 @@ def main():
         pgbackrest = pgbr.pgbackrest_from_params(p, module.get_bin_path)
         live = pgbr.config_pg_path(pgbr.read_text(p["config"]), p["stanza"])
         result.update(pgbr.restore_cluster(
-            pgbackrest, p["data_dir"], p["target_type"], p["target"], p["port"], exclusive=p["exclusive"],
+            pgbackrest, p["data_dir"], p["target_type"], p["target"], p["restore_port"], exclusive=p["exclusive"],
             backup_set=p["backup_set"], listen_addresses=p["listen_addresses"], socket_dir=p["socket_dir"],
             log_file=p["log_file"], force=p["force"], start=p["start"], start_command=p["start_command"],
             pg_bin_dir=p["pg_bin_dir"], live_data_dir=live, recovery_timeout=p["recovery_timeout"],
@@ -250,7 +264,7 @@ def main():
             module.exit_json(msg="would restore stanza %s (backup %s) into %s (%s)"
                              % (p["stanza"], result["target"]["backup"], result["data_dir"], result["mode"]), **result)
         if p["database"] and result["promoted"]:
-            server = PgServer(host=p["login_host"] or "127.0.0.1", port=p["port"] or p["login_port"],
+            server = PgServer(host=p["login_host"] or "127.0.0.1", port=p["restore_port"] or p["login_port"],
                               user=p["login_user"], password=p["login_password"], ssl_mode=p["ssl_mode"],
                               connect_timeout=p["connect_timeout"], bin_dir=p["pg_bin_dir"])
             result["verification"] = pgbr.verify_copy(server, p["database"], p["expected_row_counts"], p["assertions"],

@@ -346,8 +346,8 @@ def main():
         result["changed"] = result["config_changed"] or result["archive_settings_changed"]
         fail_with(module, exc, **result)
     result["commands"] = pgbackrest.commands
-    result["changed"] = any(result[key] for key in ("config_changed", "archive_settings_changed", "stanza_created",
-                                                     "restarted"))
+    result["changed"] = any(result[key] for key in
+                            ("config_changed", "archive_settings_changed", "stanza_created", "restarted"))
     module.exit_json(**result)
 
 

@@ -111,7 +111,7 @@ def test_restore_module_argv_and_refusals(stanza, ansible_module):
     base = {"stanza": cluster.stanza, "config": cluster.config}
     # check mode: the plan, with the argv it would run, and nothing written
     copy = cluster.restored_dir("planned")
-    plan = ansible_module("runbook.ops.pgbackrest_restore", dict(base, data_dir=copy, port=free_port()),
+    plan = ansible_module("runbook.ops.pgbackrest_restore", dict(base, data_dir=copy, restore_port=free_port()),
                           check=True, verbosity=3)
     assert not plan.failed, plan.output[-3000:]
     argv = plan.result["restore_command"]
@@ -122,16 +122,16 @@ def test_restore_module_argv_and_refusals(stanza, ansible_module):
     assert not os.path.exists(copy)
     assert_secret_kept(plan)
 
-    live = ansible_module("runbook.ops.pgbackrest_restore", dict(base, data_dir=cluster.pg_data, port=cluster.port))
+    live = ansible_module("runbook.ops.pgbackrest_restore", dict(base, data_dir=cluster.pg_data, restore_port=cluster.port))
     assert live.failed and "is running" in live.result["msg"]
     cluster.psql("SELECT 1")  # untouched and still up
     # a stopped live cluster: refused as the live data directory unless force
     os.makedirs(copy)
     open(os.path.join(copy, "keep.txt"), "w", encoding="utf-8").close()
-    busy = ansible_module("runbook.ops.pgbackrest_restore", dict(base, data_dir=copy, port=free_port()))
+    busy = ansible_module("runbook.ops.pgbackrest_restore", dict(base, data_dir=copy, restore_port=free_port()))
     assert busy.failed and "is not empty" in busy.result["msg"] and os.listdir(copy) == ["keep.txt"]
     early = ansible_module("runbook.ops.pgbackrest_restore", dict(
-        base, data_dir=cluster.restored_dir("early"), port=free_port(), target_type="time",
+        base, data_dir=cluster.restored_dir("early"), restore_port=free_port(), target_type="time",
         target="2000-01-01 00:00:00+00"))
     assert early.failed and "no backup ends before" in early.result["msg"]
     assert not os.path.exists(cluster.restored_dir("early"))
@@ -139,7 +139,7 @@ def test_restore_module_argv_and_refusals(stanza, ansible_module):
     assert any("/backup/%s/%s/" % (cluster.stanza, cluster.first_backup["label"]) in key for key in cluster.s3.keys())
     copy = cluster.restored_dir("immediate")
     restored = ansible_module("runbook.ops.pgbackrest_restore", dict(
-        base, data_dir=copy, port=free_port(), target_type="immediate", stop_after=True, database="postgres",
+        base, data_dir=copy, restore_port=free_port(), target_type="immediate", stop_after=True, database="postgres",
         login_user=cluster.user, login_password=cluster.password,
         assertions=[{"name": "a promoted copy", "query": "SELECT NOT pg_is_in_recovery()", "expected": True}]))
     assert not restored.failed, restored.output[-3000:]
@@ -154,7 +154,7 @@ def test_live_data_directory_is_refused_without_force(stanza, ansible_module):
 
     subprocess.run(["pg_ctlcluster", "15", cluster.name, "stop"], check=True, capture_output=True, timeout=60)
     refused = ansible_module("runbook.ops.pgbackrest_restore", {
-        "stanza": cluster.stanza, "config": cluster.config, "data_dir": cluster.pg_data, "port": cluster.port})
+        "stanza": cluster.stanza, "config": cluster.config, "data_dir": cluster.pg_data, "restore_port": cluster.port})
     assert refused.failed and "live cluster's data directory" in refused.result["msg"]
     assert refused.result.get("changed") is False
     subprocess.run(["pg_ctlcluster", "15", cluster.name, "start"], check=True, capture_output=True, timeout=60)
@@ -205,7 +205,7 @@ def test_a_missing_wal_segment_fails_clearly(stanza, ansible_module):
     assert first < gone
     run = ansible_module("runbook.ops.pgbackrest_restore", {
         "stanza": cluster.stanza, "config": cluster.config, "data_dir": cluster.restored_dir(),
-        "port": free_port(), "target_type": "time", "target": target,
+        "restore_port": free_port(), "target_type": "time", "target": target,
         "recovery_timeout": 60})
     assert run.failed, run.output[-3000:]
     msg = run.result["msg"]

@@ -287,9 +287,9 @@ def test_time_target_refusals():
 def test_other_targets():
     assert pgbr.restore_target("latest", None, BACKUPS)[0] == ["--type=default", "--set=" + BACKUPS[-1]["label"]]
     assert pgbr.restore_target("immediate", "", BACKUPS)[0][:2] == ["--type=immediate", "--target-action=promote"]
-    options, _ = pgbr.restore_target("lsn", "0/5000000", BACKUPS)
+    options = pgbr.restore_target("lsn", "0/5000000", BACKUPS)[0]
     assert options[:2] == ["--type=lsn", "--target=0/5000000"] and options[-1] == "--set=" + BACKUPS[0]["label"]
-    options, _ = pgbr.restore_target("name", "before-migration", BACKUPS, backup_set=BACKUPS[0]["label"])
+    options = pgbr.restore_target("name", "before-migration", BACKUPS, backup_set=BACKUPS[0]["label"])[0]
     assert options == ["--type=name", "--target=before-migration", "--target-action=promote",
                        "--set=" + BACKUPS[0]["label"]]
     assert "--target-exclusive" in pgbr.restore_target("lsn", "0/5000000", BACKUPS, exclusive=True)[0]
