@@ -213,6 +213,8 @@ def main(argv):
                                     "-D", pid_dir, "-m", "immediate", "stop"], capture_output=True, check=False)
             subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, name], capture_output=True, check=False)
             shutil.rmtree(base, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(ROOT)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

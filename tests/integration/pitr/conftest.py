@@ -110,6 +110,8 @@ class Cluster:
         subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, self.name], capture_output=True, timeout=120,
                        check=False)
         shutil.rmtree(self.base, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(TESTS_ROOT)  # only when no other test's cluster is in it
 
 
 def _require_tools():

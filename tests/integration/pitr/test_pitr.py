@@ -40,6 +40,14 @@ def test_backup_then_restore_to_a_time_between_two_writes(pg_cluster, ansible_pl
                  pitr_lock_path=params["lock_path"], pitr_archive_timeout=20, pitr_check_archive_timeout=20,
                  pitr_archive_settings_file=params["archive_settings_file"], pitr_wal_archive_timeout=60,
                  pitr_rpo="1h")
+    # Check mode: says what it would write, writes nothing
+    checked = ansible_playbook(os.path.join(PLAYBOOKS, "pitr_backup.yml"), check=True, extra_vars=dict(
+        setup, pitr_restart_command=cluster.restart_command()))
+    assert checked.rc == 0, checked.output[-3000:]
+    assert "check mode: the configuration would be written first" in checked.output
+    assert not os.path.exists(cluster.config) and not os.path.exists(params["archive_settings_file"])
+    assert not os.path.exists(cluster.repo) and cluster.psql("SHOW archive_mode") == "off"
+    assert_secret_kept(checked)
     # Without pitr_restart_command the live cluster is never restarted: the role stops and says why.
     refused = ansible_playbook(os.path.join(PLAYBOOKS, "pitr_backup.yml"), verbosity=3, extra_vars=setup)
     assert refused.rc != 0 and "archive_mode is off in the running cluster" in refused.output, refused.output[-3000:]
@@ -171,6 +179,11 @@ def test_info_rates_the_archive_against_the_rpo(stanza, ansible_module):
     archive = fresh.result["checks"][0]
     assert archive["last_segment"] == fresh.result["info"]["archive"]["max"] and archive["age_seconds"] < 60
     assert fresh.result["archiver"]["archived_count"] >= 1
+    # an incremental backup builds on the full one; retention keeps both
+    incr = ansible_module("runbook.ops.pgbackrest_backup", dict(base, type="incr"))
+    assert not incr.failed, incr.output[-3000:]
+    assert incr.result["backup"]["type"] == "incr" and incr.result["backup"]["prior"] == cluster.first_backup["label"]
+    assert incr.result["expired"] == [] and incr.result["changed"]
     time.sleep(2.1)
     stale = ansible_module("runbook.ops.pgbackrest_info", dict(base, rpo="2s"))
     assert stale.failed and stale.result["state"] == "critical"
