@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import secrets
 import shutil
@@ -219,8 +220,14 @@ def stanza(tmp_path_factory):
         cluster.s3 = s3
         cluster.create()
         run = run_module(tmp, "runbook.ops.pgbackrest_stanza",
-                         cluster.stanza_params(s3=s3.repo(), restart_command=cluster.restart_command()))
+                         cluster.stanza_params(s3=s3.repo(), restart_command=cluster.restart_command()), verbosity=3)
         assert not run.failed, run.output[-3000:]
+        # the module task itself has no no_log: its options' no_log keeps the passphrase out of -vvv
+        assert run.result["restarted"] and run.result["check"] == "ok"
+        assert PASSPHRASE not in run.output and PASSPHRASE not in json.dumps(run.records, default=str)
+        assert all(PASSPHRASE not in arg for argv in run.result["commands"] for arg in argv)
+        with open(cluster.config, encoding="utf-8") as handle:
+            assert "repo1-cipher-pass=%s\n" % PASSPHRASE in handle.read()  # the one place it is written
         backup = run_module(tmp, "runbook.ops.pgbackrest_backup", {"stanza": cluster.stanza, "config": cluster.config})
         assert not backup.failed, backup.output[-3000:]
         cluster.first_backup = backup.result["backup"]
