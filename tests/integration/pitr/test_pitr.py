@@ -143,15 +143,23 @@ def test_restore_module_argv_and_refusals(stanza, ansible_module):
         target="2000-01-01 00:00:00+00"))
     assert early.failed and "no backup ends before" in early.result["msg"]
     assert not os.path.exists(cluster.restored_dir("early"))
-    # the repository is the S3 bucket (through TLS): the first backup is there, and restores from it
+    # the repository is the S3 bucket (through TLS): the first backup is there, and restores from it ...
     assert any("/backup/%s/%s/" % (cluster.stanza, cluster.first_backup["label"]) in key for key in cluster.s3.keys())
-    copy = cluster.restored_dir("immediate")
+    # ... to a named restore point: the row written after it is not there
+    cluster.psql("CREATE TABLE marks (n int)")
+    cluster.psql("INSERT INTO marks VALUES (1)")
+    cluster.psql("SELECT pg_create_restore_point('before-bad-delete')")
+    cluster.psql("INSERT INTO marks VALUES (2)")
+    cluster.switch_wal()
+    copy = cluster.restored_dir("named")
     restored = ansible_module("runbook.ops.pgbackrest_restore", dict(
-        base, data_dir=copy, restore_port=free_port(), target_type="immediate", stop_after=True, database="postgres",
-        login_user=cluster.user, login_password=cluster.password,
+        base, data_dir=copy, restore_port=free_port(), target_type="name", target="before-bad-delete",
+        stop_after=True, database="postgres", login_user=cluster.user, login_password=cluster.password,
+        expected_row_counts={"public.marks": 1},
         assertions=[{"name": "a promoted copy", "query": "SELECT NOT pg_is_in_recovery()", "expected": True}]))
     assert not restored.failed, restored.output[-3000:]
     assert restored.result["promoted"] and restored.result["stopped"] and restored.result["verification"]["passed"]
+    assert restored.result["stop_reason"].startswith('recovery stopping at restore point "before-bad-delete"')
     assert restored.result["target"]["backup"] == cluster.first_backup["label"]
     assert not os.path.exists(os.path.join(copy, "postmaster.pid"))
 
