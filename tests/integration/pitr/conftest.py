@@ -92,7 +92,7 @@ class Cluster:
         params = {"stanza": self.stanza, "config": self.config, "pg_data": self.pg_data, "pg_port": self.port,
                   "repo": repo,
                   "lock_path": os.path.join(self.base, "lock"), "log_path": os.path.join(self.base, "log"),
-                  "archive_timeout": 20, "check_archive_timeout": 20,
+                  "archive_timeout": 20, "check_archive_timeout": 20, "process_max": 2,
                   "archive_settings_file": os.path.join(self.conf_dir, "conf.d", "pgbackrest.conf"),
                   "wal_archive_timeout": 60}
         params.update(extra)
@@ -194,8 +194,10 @@ http {
             with open(pid_file, encoding="ascii") as handle:
                 os.kill(int(handle.read().strip()), 15)
         with contextlib.suppress(Exception):
-            for key in self.keys():
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+            keys = self.keys()  # a backup is one object per file: delete them a thousand at a time
+            for start in range(0, len(keys), 1000):
+                self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": key} for key in keys[start:start + 1000]], "Quiet": True})
             self.client.delete_bucket(Bucket=self.bucket)
 
 
