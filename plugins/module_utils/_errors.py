@@ -70,6 +70,10 @@ class RotationError(RunbookError):
     """A secret rotation could not be staged, verified, finished or reverted."""
 
 
+class PitrError(RunbookError):
+    """pgBackRest could not configure, back up, report on or restore a cluster (point-in-time recovery)."""
+
+
 class MissingLibraryError(RunbookError):
     """A Python library the task needs is not installed on the managed host; modules turn it
     into missing_required_lib(library)."""

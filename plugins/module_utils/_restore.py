@@ -511,26 +511,7 @@ def verify_backup(store, identity, server=None, backup_id=None, assertions=(), m
     report["checksum"] = "ok"
     report["restore_seconds"] = round(time.monotonic() - clock, 3)
 
-    excluded = set(report["data_excluded"])
-    for table, expected in sorted(manifest["row_counts"].items()):
-        if table in excluded:
-            continue
-        got = actual.get(table)
-        ok = got == expected
-        report["tables"].append({"table": table, "expected": expected, "actual": got, "ok": ok})
-        if not ok:
-            report["failures"].append("table %s has %s rows after restore, manifest says %d"
-                                      % (table, "no" if got is None else got, expected))
-    for assertion, answer in zip(assertions, answers):
-        name = assertion.get("name") or assertion["query"]
-        if isinstance(answer, DatabaseError):
-            ok, shown = False, "error: %s" % answer
-        else:
-            ok, shown = values_match(answer, assertion.get("expected")), answer
-        report["assertions"].append({"name": name, "query": assertion["query"],
-                                     "expected": assertion.get("expected"), "actual": shown, "ok": ok})
-        if not ok:
-            report["failures"].append("assertion %r returned %r, expected %r" % (name, shown, assertion.get("expected")))
+    check_contents(report, manifest["row_counts"], actual, assertions, answers, set(report["data_excluded"]))
     report["rpo"] = {"max_age_seconds": max_age, "age_seconds": int(age), "ok": max_age is None or age <= max_age}
     if not report["rpo"]["ok"]:
         report["failures"].append("backup is %s old, over the RPO of %s"
@@ -547,7 +528,33 @@ def verify_backup(store, identity, server=None, backup_id=None, assertions=(), m
     return report
 
 
-def _ask(run_scalar, assertions):
+def check_contents(report, expected_counts, actual, assertions, answers, excluded=(), source="manifest"):
+    """Compare restored row counts with the expected ones and the assertions' answers with their
+    expected values; fills ``report["tables"]``, ``["assertions"]`` and ``["failures"]``.
+    Shared by backup verification and point-in-time recovery (_pgbackrest)."""
+    for table, expected in sorted(expected_counts.items()):
+        if table in excluded:
+            continue
+        got = actual.get(table)
+        ok = got == expected
+        report["tables"].append({"table": table, "expected": expected, "actual": got, "ok": ok})
+        if not ok:
+            report["failures"].append("table %s has %s rows after restore, %s says %d"
+                                      % (table, "no" if got is None else got, source, expected))
+    for assertion, answer in zip(assertions, answers):
+        name = assertion.get("name") or assertion["query"]
+        if isinstance(answer, DatabaseError):
+            ok, shown = False, "error: %s" % answer
+        else:
+            ok, shown = values_match(answer, assertion.get("expected")), answer
+        report["assertions"].append({"name": name, "query": assertion["query"],
+                                     "expected": assertion.get("expected"), "actual": shown, "ok": ok})
+        if not ok:
+            report["failures"].append("assertion %r returned %r, expected %r" % (name, shown, assertion.get("expected")))
+
+
+def ask(run_scalar, assertions):
+    """Each assertion's answer, or the DatabaseError its query raised."""
     answers = []
     for assertion in assertions:
         try:
@@ -615,7 +622,7 @@ def _verify_in_postgres(store, manifest, server, assertions, report, jobs, tmp_d
         restore_postgres(store, manifest, server, scratch, clean=False, single_transaction=jobs == 1,
                          no_owner=True, jobs=jobs, tmp_dir=tmp_dir)
         actual = server.row_counts(scratch)
-        answers = _ask(lambda query: server.run_scalar(scratch, query), assertions)
+        answers = ask(lambda query: server.run_scalar(scratch, query), assertions)
     finally:
         server.drop_database(scratch)
         report["scratch_dropped"] = not server.database_exists(scratch)
@@ -628,7 +635,7 @@ def _verify_in_sqlite(store, manifest, assertions, report, tmp_dir):
     try:
         path = unpack_sqlite(store, manifest, workdir, check_counts=False)
         actual = sqlite.row_counts(path)
-        answers = _ask(lambda query: sqlite.run_scalar(path, query), assertions)
+        answers = ask(lambda query: sqlite.run_scalar(path, query), assertions)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         report["scratch_dropped"] = not os.path.exists(workdir)

@@ -1,0 +1,157 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pgbackrest_info
+short_description: Report a pgBackRest stanza's backups and WAL archive, rated against an RPO
+version_added: 0.2.0
+description:
+  - Reads C(pgbackrest info --output=json) and the time the newest WAL segment reached the repository
+    (C(pgbackrest repo-ls)), and rates them on the collection's V(ok) / V(warning) / V(critical) scale.
+  - C(wal_archive) is V(critical) when the newest archived segment is older than O(rpo), V(warning) past
+    O(rpo_warning) (half the RPO by default), and V(critical) when the stanza cannot be read (missing, wrong
+    passphrase) or nothing was archived. With connection options, C(pg_stat_archiver) of the cluster is read too, and a
+    failing C(archive_command) (a failure newer than the last success) is V(critical).
+  - C(backups) is V(critical) without any backup or when the newest is older than O(max_backup_age), V(warning) when
+    pgBackRest found page checksum errors in a backup.
+  - On a quiet database no new WAL means no new segment; PostgreSQL's C(archive_timeout) (see
+    M(runbook.ops.pgbackrest_stanza)) bounds that age, so keep it well below the RPO.
+  - With O(login_user) or O(login_host), the module reads C(pg_stat_archiver) of the cluster over that connection
+    to see failing archiving; without, only the repository is read.
+author: runbook.ops contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - runbook.ops.pgbackrest
+  - runbook.ops.postgres
+options:
+  rpo:
+    description: Recovery point objective. Seconds, or a duration such as V(15m), V(1h).
+    type: str
+  rpo_warning:
+    description: Archive age that is a warning; defaults to half the RPO.
+    type: str
+  max_backup_age:
+    description: The newest backup may be at most this old, for example V(26h); empty for no limit.
+    type: str
+  fail_on:
+    description: Fail the task when the overall state reaches this level; V(never) only reports.
+    type: str
+    choices: [critical, warning, never]
+    default: critical
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing to diff.
+  idempotent:
+    support: full
+    description: Never changes anything.
+seealso:
+  - module: runbook.ops.pgbackrest_backup
+  - module: runbook.ops.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Is the WAL archive within the RPO of one hour?
+  runbook.ops.pgbackrest_info:
+    stanza: app
+    config: /etc/pgbackrest/app.conf
+    rpo: 1h
+    max_backup_age: 26h
+    login_host: 127.0.0.1
+    login_user: monitor
+    login_password: "{{ vault_monitor_password }}"
+  register: pitr_status
+"""
+
+RETURN = r"""
+state:
+  description: The overall state, the worse of the two checks.
+  returned: always
+  type: str
+  sample: ok
+checks:
+  description: C(wal_archive) (last segment, its time and age, the RPO, archiver failures) and C(backups) (count,
+    newest, its age), each with a state and its reasons.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: wal_archive, state: ok, reasons: [], last_segment: "00000001000000000000000B",
+       last_segment_at: "2026-11-30T21:13:14Z", age_seconds: 42, rpo_seconds: 3600}
+    - {name: backups, state: ok, reasons: [], count: 3, latest: 20261130-211032F_20261130-211129I,
+       latest_finished: "2026-11-30T21:11:31Z", latest_age_seconds: 180}
+info:
+  description: The stanza as pgBackRest lists it, parsed; backups oldest first.
+  returned: always
+  type: dict
+summary:
+  description: Counts of checks per state.
+  returned: always
+  type: dict
+msg:
+  description: One line, for example C(stanza app - 2 of 2 checks ok, overall ok).
+  returned: always
+  type: str
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.ops.plugins.module_utils import _pgbackrest as pgbr
+from ansible_collections.runbook.ops.plugins.module_utils import _status as status
+from ansible_collections.runbook.ops.plugins.module_utils._errors import RunbookError, handle_termination
+from ansible_collections.runbook.ops.plugins.module_utils._manifest import parse_duration
+from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
+from ansible_collections.runbook.ops.plugins.module_utils._options import POSTGRES_OPTIONS, merged, pg_server
+
+ARCHIVER_SQL = ("SELECT archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, "
+                "last_failed_time FROM pg_catalog.pg_stat_archiver")
+
+
+def main():
+    handle_termination()
+    module = AnsibleModule(
+        argument_spec=merged(
+            pgbr.PGBACKREST_OPTIONS, POSTGRES_OPTIONS,
+            rpo={"type": "str"},
+            rpo_warning={"type": "str"},
+            max_backup_age={"type": "str"},
+            fail_on=status.FAIL_ON_ARGSPEC,
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        rpo = parse_duration(p["rpo"], "rpo")
+        rpo_warning = parse_duration(p["rpo_warning"], "rpo_warning")
+        max_backup_age = parse_duration(p["max_backup_age"], "max_backup_age")
+        pgbackrest = pgbr.pgbackrest_from_params(p, module.get_bin_path)
+        info = pgbackrest.info()
+        last = pgbackrest.last_segment_epoch(info) if pgbr.info_problem(info) is None else None
+        archiver = None
+        if p["login_user"] or p["login_host"]:
+            rows = pg_server(p).query_rows("postgres", ARCHIVER_SQL)
+            archiver = rows[0] if rows else None
+        now = datetime.datetime.now(datetime.timezone.utc)
+        result = pgbr.report(info, last, now, rpo, rpo_warning, archiver, max_backup_age)
+    except RunbookError as exc:
+        fail_with(module, exc, changed=False)
+    if archiver:
+        for key, value in list(archiver.items()):
+            if isinstance(value, datetime.datetime):
+                archiver[key] = value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result.update(info=info, archiver=archiver, changed=False)
+    if status.fails(result["state"], p["fail_on"]):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
