@@ -378,10 +378,10 @@ def expired_snapshots(existing, retention_days, now, keep=()):
     the newest one."""
     if retention_days is None:
         return []
-    dated = sorted((snapshot_time(name), name) for name in existing if snapshot_time(name))
+    dated = sorted((snapshot_time(name), name) for name in set(existing) | set(keep or ()) if snapshot_time(name))
     if not dated:
         return []
-    newest = dated[-1][1]
+    newest = dated[-1][1]  # the one being written counts, even before it exists
     limit = now - datetime.timedelta(days=retention_days)
     return [name for when, name in dated if when < limit and name not in keep and name != newest]
 
@@ -672,15 +672,16 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
             "snapshot": snapshot,
             "counts": {
                 "copied": len(copied), "deleted": len(plan.delete), "unchanged": len(plan.unchanged),
-                "mode_fixed": len(plan.chmod), "skipped": len(skipped), "failed": len(self.failed),
+                "mode_fixed": len(plan.chmod), "left_out": len(skipped), "failed": len(self.failed),
                 "bytes": planned_bytes if check_mode else self.bytes,
                 "local_files": len(local), "remote_objects": len(remote),
             },
             "copied": [{"path": key, "reason": plan.reasons.get(key, "")} for key in capped(copied, limit)],
             "deleted": capped(plan.delete, limit),
             "mode_fixed": capped(plan.chmod, limit),
-            "skipped": [{"path": item.key, "reason": item.reason} for item in capped(skipped, limit)],
-            "failed": capped(sorted(self.failed, key=lambda item: item["key"]), limit),
+            # Not "skipped"/"failed": Ansible reads those keys as the task's own status.
+            "left_out": [{"path": item.key, "reason": item.reason} for item in capped(skipped, limit)],
+            "failures": capped(sorted(self.failed, key=lambda item: item["key"]), limit),
             "expired_snapshots": expired,
             "truncated": any(len(items) > limit >= 0 for items in (copied, plan.delete, plan.chmod, skipped,
                                                                       self.failed)),
@@ -696,7 +697,7 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
 
 def failure_message(result):
     """The message of a sync in which single files failed (the others were synced)."""
-    first = result["failed"][:5]
+    first = result["failures"][:5]
     return ("%d of %d file(s) could not be synced (the others were; a rerun retries them): %s"
             % (result["counts"]["failed"], result["counts"]["failed"] + result["counts"]["copied"],
                "; ".join("%s: %s" % (item["key"], item["error"]) for item in first)))

@@ -28,7 +28,7 @@ description:
   - Files are streamed, never held whole in memory (one part of 8 MiB per file in flight at most), and at
     most O(workers) files are copied at a time.
   - Symlinks are never followed nor copied, and special files (sockets, FIFOs, devices) are not copied;
-    both are listed in RV(skipped). A download never writes through a symlink or outside O(path).
+    both are listed in RV(left_out). A download never writes through a symlink or outside O(path).
   - Nothing is deleted unless O(delete=true).
   - With O(snapshot), each sync goes to (or comes from) a folder of the prefix named by its UTC date,
     for versioned copies, and O(retention_days) deletes the snapshots older than that.
@@ -108,7 +108,7 @@ notes:
   - Only S3 stores (O(store.type=s3)); O(store.prefix) is the synced prefix.
   - Objects written by other tools carry no sha256; those of equal size are copied once, after which they do.
   - The sync is not a snapshot of a directory being written to; a file that changes while it is uploaded
-    is reported in RV(failed) and copied by the next run.
+    is reported in RV(failures) and copied by the next run.
 seealso:
   - module: runbook.ops.volume_backup
   - module: runbook.ops.db_backup
@@ -165,7 +165,7 @@ counts:
   description: What the sync did (in check mode, would do). C(bytes) is the size of the copied files.
   returned: always
   type: dict
-  sample: {"copied": 12, "deleted": 1, "unchanged": 9988, "mode_fixed": 0, "skipped": 1, "failed": 0,
+  sample: {"copied": 12, "deleted": 1, "unchanged": 9988, "mode_fixed": 0, "left_out": 1, "failed": 0,
            "bytes": 1048576, "local_files": 10000, "remote_objects": 10000}
 copied:
   description: Files copied (or that would be), with why; at most O(list_limit).
@@ -185,13 +185,13 @@ mode_fixed:
   type: list
   elements: str
   sample: []
-skipped:
+left_out:
   description: Entries left out (symlinks, special files, names an S3 key cannot hold), with why.
   returned: always
   type: list
   elements: dict
   sample: [{"path": "current", "reason": "symlink (not followed)"}]
-failed:
+failures:
   description: Files that could not be copied (the others were); the task then fails.
   returned: always
   type: list
@@ -263,10 +263,10 @@ def main():
     except RunbookError as exc:
         fail_with(module, exc)
     counts = result["counts"]
-    if counts["skipped"]:
+    if counts["left_out"]:
         module.warn("%d entr%s left out (symlinks are never followed): %s"
-                    % (counts["skipped"], "y" if counts["skipped"] == 1 else "ies",
-                       ", ".join("%s (%s)" % (item["path"], item["reason"]) for item in result["skipped"][:10])))
+                    % (counts["left_out"], "y" if counts["left_out"] == 1 else "ies",
+                       ", ".join("%s: %s" % (item["path"], item["reason"]) for item in result["left_out"][:10])))
     result["msg"] = "%s%s %s %s: %d copied (%d bytes), %d deleted, %d unchanged%s%s" % (
         "check mode: would " if module.check_mode else "", "upload" if params["direction"] == "upload" else "download",
         result["path"] if params["direction"] == "upload" else result["location"],
