@@ -189,6 +189,16 @@ def load_manifest(data):
     return files if isinstance(files, dict) else {}
 
 
+def manifest_finished(data):
+    """When the sync that wrote a manifest finished (a datetime), or None."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+        return datetime.datetime.strptime(document["finished"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def cached_local_sha(entry, cache):
     """The sha256 a local manifest recorded for this file, if size and mtime_ns still match."""
     known = cache.get(entry.key)
@@ -432,6 +442,7 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
         self.bytes = 0
         self.swept = []
         self._lock = threading.Lock()
+        self.source_synced_at = None
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -463,7 +474,9 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
         remote, remote_skipped = remote_files(
             [type(obj)(obj.key[len(self.folder):], obj.size, obj.modified, obj.etag) for obj in objects],
             self.filter)
-        remote_manifest = load_manifest(self._read_remote_manifest(objects))
+        remote_manifest_data = self._read_remote_manifest(objects)
+        remote_manifest = load_manifest(remote_manifest_data)
+        self.source_synced_at = manifest_finished(remote_manifest_data) if self.direction == "download" else None
         local_cache = load_manifest(self._read_local_manifest())
 
         plan, compare = first_pass(self.direction, local, remote, self.delete)
@@ -689,6 +702,10 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
                          "remote": None if check_mode or self.direction != "upload"
                          else self.store.location(self._object(MANIFEST_NAME))},
             "swept": self.swept,
+            # The age of what a download restores (its RPO): when the upload that wrote the manifest finished.
+            "source_synced_at": self.source_synced_at.strftime("%Y-%m-%dT%H:%M:%SZ") if self.source_synced_at else None,
+            "source_age_seconds": round((self.now - self.source_synced_at).total_seconds())
+            if self.source_synced_at else None,
             "duration_seconds": round(time.time() - started, 3),
         }
         result["changed"] = bool(copied or plan.delete or plan.chmod or expired)

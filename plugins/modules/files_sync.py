@@ -214,6 +214,17 @@ manifest:
   type: dict
   sample: {"local": /srv/app/data/uploads/.files_sync.manifest.json,
            "remote": s3://acme-backups/app/uploads/.files_sync.manifest.json}
+source_synced_at:
+  description:
+    - For a download, when the upload that wrote the manifest beside the objects finished (UTC); null without one.
+  returned: always
+  type: str
+  sample: "2026-11-30T03:00:12Z"
+source_age_seconds:
+  description: For a download, the age of RV(source_synced_at) in seconds (how old the restored files are).
+  returned: always
+  type: int
+  sample: 20412
 duration_seconds:
   description: How long the sync took.
   returned: always

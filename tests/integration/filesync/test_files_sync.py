@@ -84,6 +84,7 @@ def test_new_changed_deleted_both_ways(tmp_path, sync_store, s3_client, run_task
     assert not again["changed"] and again["counts"]["copied"] == 0 and again["counts"]["unchanged"] == 4
     down = ok(run, "down")
     assert down["changed"] and down["counts"]["copied"] == 4
+    assert 0 <= down["source_age_seconds"] < 120 and down["source_synced_at"].endswith("Z")
     expected = {key: value for key, value in tree(source).items() if not key.startswith("cache")}
     assert tree(restored) == expected  # content and modes: 0600, 0640 and 0755 came back
     assert os.stat(restored / "docs" / "report.pdf").st_mtime_ns == os.stat(source / "docs" / "report.pdf").st_mtime_ns

@@ -267,3 +267,11 @@ def test_parameters_are_checked(kwargs, message):
 def test_a_local_store_is_refused(tmp_path):
     with pytest.raises(ParameterError, match="needs an s3 store"):
         fs.FilesSync(LocalStore(str(tmp_path)), str(tmp_path), "upload")
+
+
+def test_manifest_finished():
+    document = fs.manifest_document({}, "upload", "s3://b/p/", "2026-11-30T03:00:00Z", "2026-11-30T03:00:12Z", {})
+    assert fs.manifest_finished(json.dumps(document).encode()) == datetime.datetime(
+        2026, 11, 30, 3, 0, 12, tzinfo=datetime.timezone.utc)
+    for garbage in (None, b"{}", b"nope", json.dumps({"finished": "yesterday"}).encode()):
+        assert fs.manifest_finished(garbage) is None
