@@ -40,3 +40,21 @@ def sync_store(s3_endpoint, s3_bucket):
     """store options of files_sync for a fresh bucket, prefix uploads/."""
     return {"type": "s3", "bucket": s3_bucket, "prefix": "uploads", "endpoint_url": s3_endpoint,
             "access_key": "testing", "secret_key": "testing"}
+
+
+def _load_role_fixtures():
+    """The sample service run through ctl.sh and the playbook runner of tests/integration/roles (loaded under
+    a name of its own: both files are called conftest.py)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "roles", "conftest.py")
+    spec = importlib.util.spec_from_file_location("roles_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ROLES = _load_role_fixtures()
+managed_service = _ROLES.managed_service
+playbook = _ROLES.playbook
+sample_service = _ROLES.sample_service
+custom_stats = _ROLES.custom_stats
