@@ -590,12 +590,11 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
             directory = os.path.join(directory, part)
             try:
                 os.mkdir(directory)  # another worker may be creating it too: then it exists
-                continue
             except FileExistsError:
                 info = os.lstat(directory)
-            if not stat.S_ISDIR(info.st_mode):
-                raise OSError(0, "%s is a %s, not a directory" % (
-                    directory[len(self.root) + 1:], "symlink" if stat.S_ISLNK(info.st_mode) else "file"))
+                if not stat.S_ISDIR(info.st_mode):
+                    raise OSError(0, "%s is a %s, not a directory" % (
+                        directory[len(self.root) + 1:], "symlink" if stat.S_ISLNK(info.st_mode) else "file")) from None
         return directory
 
     def _download(self, entry, local):
@@ -696,8 +695,8 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
             "left_out": [{"path": item.key, "reason": item.reason} for item in capped(skipped, limit)],
             "failures": capped(sorted(self.failed, key=lambda item: item["key"]), limit),
             "expired_snapshots": expired,
-            "truncated": any(len(items) > limit >= 0 for items in (copied, plan.delete, plan.chmod, skipped,
-                                                                      self.failed)),
+            "truncated": any(len(items) > limit >= 0
+                             for items in (copied, plan.delete, plan.chmod, skipped, self.failed)),
             "manifest": {"local": None if check_mode else self.manifest_path,
                          "remote": None if check_mode or self.direction != "upload"
                          else self.store.location(self._object(MANIFEST_NAME))},

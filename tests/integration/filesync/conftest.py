@@ -57,4 +57,9 @@ _ROLES = _load_role_fixtures()
 managed_service = _ROLES.managed_service
 playbook = _ROLES.playbook
 sample_service = _ROLES.sample_service
-custom_stats = _ROLES.custom_stats
+
+
+@pytest.fixture()
+def custom_stats():
+    """custom_stats(run, key) -> this host's value of a set_stats key of the run."""
+    return _ROLES.custom_stats

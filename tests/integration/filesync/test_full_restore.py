@@ -12,9 +12,8 @@ import os
 import stat
 import sys
 
-from conftest import custom_stats
 from sample_service_fixture import CTL_PATH
-from test_files_sync import tree, write
+from filesync_testlib import tree, write
 
 
 def full_restore_vars(service, tmp_path, files_store, **extra):
@@ -44,11 +43,11 @@ def full_restore_vars(service, tmp_path, files_store, **extra):
     return values
 
 
-def findings(run):
-    return {item["check"]: item for item in custom_stats(run, "runbook_full_restore")["findings"]}
+def findings(stats):
+    return {item["check"]: item for item in stats["findings"]}
 
 
-def test_full_restore_of_the_sample_service(managed_service, playbook, tmp_path, sync_store):
+def test_full_restore_of_the_sample_service(managed_service, playbook, tmp_path, sync_store, custom_stats):
     service = managed_service()
     service.add_items(10)
     uploads = tmp_path / "uploads"
@@ -97,7 +96,7 @@ def test_full_restore_of_the_sample_service(managed_service, playbook, tmp_path,
     stats = custom_stats(run, "runbook_full_restore")
     assert stats["state"] == "ok" and stats["failed_step"] == ""
     assert stats["files"]["copied"] == 2 and stats["files"]["deleted"] == 1
-    found = findings(run)
+    found = findings(stats)
     for step in ("pre-check (nothing stopped)", "stop writers", "restore database", "restore uploaded files",
                  "restore configuration", "start writers", "health gate", "verify data", "RTO", "RPO database",
                  "RPO files"):
@@ -116,7 +115,8 @@ def test_full_restore_of_the_sample_service(managed_service, playbook, tmp_path,
     assert service.svc.token not in run.output and "testing" not in json.dumps(stats)
 
 
-def test_a_failed_step_starts_the_writers_and_is_reported(managed_service, playbook, tmp_path, sync_store):
+def test_a_failed_step_starts_the_writers_and_is_reported(managed_service, playbook, tmp_path, sync_store,
+                                                          custom_stats):
     service = managed_service()
     service.add_items(10)
     write(tmp_path / "uploads", "a.txt", b"a")
@@ -136,7 +136,7 @@ def test_a_failed_step_starts_the_writers_and_is_reported(managed_service, playb
     run = playbook("full_restore.yml", host_vars)
     assert run.rc != 0
     assert service.running and service.pid != pid and service.healthy(), "the writers were not started again"
-    found = findings(run)
+    found = findings(custom_stats(run, "runbook_full_restore"))
     assert found["restore configuration"]["state"] == "critical"
     assert "Copy the configuration back" in found["restore configuration"]["detail"]
     assert found["restore database"]["state"] == "ok" and found["start writers"]["state"] == "ok"

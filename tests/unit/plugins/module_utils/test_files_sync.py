@@ -214,8 +214,8 @@ def test_verifying_reader_leaves_the_old_file_and_no_temp(tmp_path, size, expect
 
 def test_snapshot_names():
     assert fs.snapshot_time("2026-11-30") == datetime.datetime(2026, 11, 30, tzinfo=datetime.timezone.utc)
-    assert fs.snapshot_time("20261130T091500Z") == datetime.datetime(2026, 11, 30, 9, 15,
-                                                                      tzinfo=datetime.timezone.utc)
+    assert fs.snapshot_time("20261130T091500Z") == datetime.datetime(
+        2026, 11, 30, 9, 15, tzinfo=datetime.timezone.utc)
     for name in ("2026-13-01", "latest", "2026-11-30x", "2026-11-30\n"):
         assert fs.snapshot_time(name) is None
 
