@@ -478,9 +478,11 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
         remote_manifest = load_manifest(remote_manifest_data)
         self.source_synced_at = manifest_finished(remote_manifest_data) if self.direction == "download" else None
         local_cache = load_manifest(self._read_local_manifest())
+        for entry in remote.values():  # sha256 and mode of unchanged objects, without a request each
+            known_remote(entry, remote_manifest)
 
         plan, compare = first_pass(self.direction, local, remote, self.delete)
-        self._resolve_hashes(compare, local, remote, remote_manifest, local_cache)
+        self._resolve_hashes(compare, local, remote, local_cache)
         plan = second_pass(plan, self.direction, local, remote, compare)
 
         expired = []
@@ -530,10 +532,10 @@ class FilesSync:  # pylint: disable=too-many-instance-attributes
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _resolve_hashes(self, compare, local, remote, remote_manifest, local_cache):
+    def _resolve_hashes(self, compare, local, remote, local_cache):
         def resolve(key):
             mine, theirs = local[key], remote[key]
-            if not known_remote(theirs, remote_manifest):
+            if not theirs.sha256:
                 info = self.store.head(self._object(key))
                 if info is not None:
                     apply_metadata(theirs, info["metadata"])

@@ -83,6 +83,8 @@ options:
       - V(today) (uploads) is the current UTC date, C(YYYY-MM-DD); V(latest) (downloads) is the newest
         existing snapshot; or a name such as C(2026-11-30) or C(20261130T091500Z).
       - A new snapshot folder is a full copy.
+      - Keep snapshot and plain syncs in different prefixes; a plain sync sees the snapshot folders as files
+        (and with O(delete=true) would delete them).
     type: str
   retention_days:
     description:
