@@ -275,3 +275,99 @@ def test_manifest_finished():
         2026, 11, 30, 3, 0, 12, tzinfo=datetime.timezone.utc)
     for garbage in (None, b"{}", b"nope", json.dumps({"finished": "yesterday"}).encode()):
         assert fs.manifest_finished(garbage) is None
+
+
+# --- request counting: what the manifests save ---------------------------------------------------
+
+class CountingS3:
+    """An in-memory stand-in with the S3Store calls FilesSync makes, counting them (the real store runs in
+    tests/integration/filesync against moto)."""
+
+    kind = "s3"
+    partial_max_age = 86400
+
+    def __init__(self):
+        self.objects = {}  # key -> (bytes, metadata, etag)
+        self.calls = {}
+
+    def _count(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def check_access(self, write):
+        self._count("check_access")
+
+    def folders(self, prefix):
+        return sorted({key.split("/")[0] for key in self.objects if "/" in key})
+
+    def list(self, prefix):
+        self._count("list")
+        folder = prefix if prefix.endswith("/") or not prefix else prefix + "/"
+        return [StoredObject(key, len(data), 0.0, etag) for key, (data, _meta, etag) in sorted(self.objects.items())
+                if key.startswith(folder)]
+
+    def read_bytes(self, key):
+        return self.objects[key][0]
+
+    def put_bytes(self, key, data):
+        self._count("put_bytes")
+        self.objects[key] = (data, {}, sha(data)[:32])
+
+    def head(self, key):
+        self._count("head")
+        data, metadata, etag = self.objects[key]
+        return {"size": len(data), "etag": etag, "metadata": metadata}
+
+    def upload(self, key, reader, metadata=None):
+        self._count("upload")
+        chunks = []
+        while True:
+            chunk = reader.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        self.objects[key] = (data, dict(metadata or {}), sha(data)[:32])
+        return len(data), self.objects[key][2]
+
+    def location(self, key):
+        return "s3://bucket/" + key
+
+
+def test_unchanged_objects_cost_no_request_and_a_foreign_rewrite_is_noticed(tmp_path):
+    root = tmp_path / "uploads"
+    root.mkdir()
+    for number in range(20):
+        (root / ("f%02d" % number)).write_bytes(b"%02d" % number)
+    store = CountingS3()
+    first = fs.FilesSync(store, str(root), "upload").run()
+    assert first["counts"]["copied"] == 20 and store.calls["upload"] == 20
+    store.calls.clear()
+    second = fs.FilesSync(store, str(root), "upload").run()
+    assert second["counts"]["unchanged"] == 20 and not second["changed"]
+    assert "head" not in store.calls and "upload" not in store.calls  # the manifest answered for every object
+    # Another tool rewrites one object with the same size: new ETag, no sha256 of ours -> asked, then copied.
+    store.objects["f03"] = (b"xx", {}, "foreign")
+    store.calls.clear()
+    third = fs.FilesSync(store, str(root), "upload").run()
+    assert store.calls["head"] == 1 and third["copied"] == [{"path": "f03", "reason": "no sha256 in the object's metadata"}]
+    assert store.objects["f03"][0] == b"03"
+
+
+def test_local_manifest_spares_reading_unchanged_files(tmp_path, monkeypatch):
+    root = tmp_path / "uploads"
+    root.mkdir()
+    (root / "a").write_bytes(b"aaa")
+    store = CountingS3()
+    fs.FilesSync(store, str(root), "upload").run()
+    assert stat_mode(root / fs.MANIFEST_NAME) == 0o600
+    hashed = []
+    monkeypatch.setattr(fs, "file_sha256", lambda path: hashed.append(path) or sha(open(path, "rb").read()))
+    fs.FilesSync(store, str(root), "upload").run()
+    assert hashed == []
+    os.utime(root / "a", ns=(1, 1))  # touched: same size, new mtime -> read again, still unchanged
+    result = fs.FilesSync(store, str(root), "upload").run()
+    assert hashed == [str(root / "a")] and result["counts"]["unchanged"] == 1
+
+
+def stat_mode(path):
+    return os.stat(path).st_mode & 0o777
