@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark dispatcher: `python bench/run.py [backup|probe|all] [suite options]` (default: all).
+"""Benchmark dispatcher: `python bench/run.py [backup|probe|files_sync|all] [suite options]` (default: all).
 
 Each suite is a module bench/<suite>_bench.py with ``main(argv) -> int``.  A suite whose file
 does not exist (yet) is skipped with a message.  Options after the suite name go to that suite;
@@ -15,7 +15,7 @@ import os
 import sys
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-SUITES = ("backup", "probe")
+SUITES = ("backup", "probe", "files_sync")
 
 
 def run_suite(name, argv):

@@ -45,6 +45,7 @@ class StoredObject:
     key: str
     size: int
     modified: float  # seconds since the epoch
+    etag: str = ""  # S3 only: changes whenever the object is written (not an MD5 for multipart uploads)
 
 
 class BackupStore:
@@ -233,7 +234,7 @@ class S3Store(BackupStore):
     def __init__(self, bucket, prefix="", endpoint_url=None, region=None, access_key=None,
                  secret_key=None, session_token=None, profile=None, sse=None, kms_key_id=None,
                  validate_certs=True, connect_timeout=S3_CONNECT_TIMEOUT, read_timeout=S3_READ_TIMEOUT,
-                 retries=S3_RETRIES, partial_max_age=PARTIAL_MAX_AGE):
+                 retries=S3_RETRIES, partial_max_age=PARTIAL_MAX_AGE, max_pool_connections=10):
         if not bucket:
             raise ParameterError("store.bucket is required for an s3 store")
         if boto3 is None:
@@ -259,7 +260,8 @@ class S3Store(BackupStore):
         # (retries + 1) x (connect_timeout or read_timeout) per request instead of blocking it.
         config = botocore.config.Config(
             retries={"total_max_attempts": retries + 1, "mode": "standard"},
-            connect_timeout=connect_timeout, read_timeout=read_timeout)
+            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            max_pool_connections=max_pool_connections)  # >= the threads that share the client
         try:
             session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
             self._client = session.client(
@@ -304,11 +306,15 @@ class S3Store(BackupStore):
         return exc
 
     def put_bytes(self, key, data):
+        self._put_object(key, data)
+        return len(data)
+
+    def _put_object(self, key, data, metadata=None):
+        extra = dict(self._extra, Metadata=metadata) if metadata else self._extra
         try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._extra)
+            return self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)["ETag"]
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(exc, "write", key) from None
-        return len(data)
 
     def sweep_uploads(self, key):
         """Abort multipart uploads in ``key``'s folder older than ``partial_max_age``: what a
@@ -331,17 +337,22 @@ class S3Store(BackupStore):
             pass
 
     def put_stream(self, key, reader):
+        return self.upload(key, reader)[0]
+
+    def upload(self, key, reader, metadata=None):
+        """put_stream with user metadata (``x-amz-meta-*``); returns (size, ETag)."""
         self.sweep_uploads(key)
         first = _read_exactly(reader, S3_PART_SIZE)
         if len(first) < S3_PART_SIZE:
-            return self.put_bytes(key, first)
-        return self._multipart(key, reader, first)
+            return len(first), self._put_object(key, first, metadata).strip('"')
+        return self._multipart(key, reader, first, metadata)
 
-    def _multipart(self, key, reader, first):
+    def _multipart(self, key, reader, first, metadata=None):  # pylint: disable=too-many-locals
         full_key = self._key(key)
+        extra = dict(self._extra, Metadata=metadata) if metadata else self._extra
         try:
             upload_id = self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=full_key, **self._extra)["UploadId"]
+                Bucket=self.bucket, Key=full_key, **extra)["UploadId"]
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(exc, "write", key) from None
         parts, size = [], 0
@@ -359,15 +370,16 @@ class S3Store(BackupStore):
                     number += 1
                     data = _read_exactly(reader, S3_PART_SIZE)
                 parts.extend(future.result()["ETag"] for future in pending)
-            self._client.complete_multipart_upload(
+            etag = self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full_key, UploadId=upload_id,
-                MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": i + 1} for i, etag in enumerate(parts)]})
+                MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": i + 1} for i, etag in enumerate(parts)]}
+            ).get("ETag", "")
         except BaseException as exc:
             self._abort(full_key, upload_id)
             if isinstance(exc, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
                 raise self._error(exc, "write", key) from None
             raise
-        return size
+        return size, etag.strip('"')
 
     def _abort(self, full_key, upload_id):
         try:
@@ -376,23 +388,69 @@ class S3Store(BackupStore):
             pass  # the original error matters more; S3 lifecycle rules reap stale uploads
 
     def open(self, key):
+        """A reader whose ``info`` holds the object's size, ETag and user metadata."""
         try:
-            body = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(exc, "read", key) from None
-        return _S3Reader(body, self, key)
+        return _S3Reader(response["Body"], self, key, _object_info(response))
+
+    def head(self, key):
+        """{size, etag, metadata} of an object, or None when there is none."""
+        try:
+            return _object_info(self._client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            if isinstance(exc, botocore.exceptions.ClientError) and \
+                    exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error(exc, "read", key) from None
+
+    def _folder(self, prefix):
+        """The full key prefix of a folder of the store; '' is the whole store."""
+        if prefix.strip("/"):
+            return self._key(prefix.rstrip("/")) + "/"
+        return self.prefix + "/" if self.prefix else ""
 
     def list(self, prefix):
         found = []
         paginator = self._client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix.rstrip("/")) + "/"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._folder(prefix)):
                 for item in page.get("Contents", []):
                     relative = item["Key"][len(self.prefix) + 1:] if self.prefix else item["Key"]
-                    found.append(StoredObject(relative, item["Size"], item["LastModified"].timestamp()))
+                    found.append(StoredObject(relative, item["Size"], item["LastModified"].timestamp(),
+                                              item.get("ETag", "").strip('"')))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._error(exc, "list", prefix) from None
+            raise self._error(exc, "list", prefix or None) from None
         return found
+
+    def folders(self, prefix):
+        """Names of the sub-folders directly in ``prefix`` ('' for the store's top)."""
+        names = []
+        folder = self._folder(prefix)
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=folder, Delimiter="/"):
+                names.extend(item["Prefix"][len(folder):].rstrip("/") for item in page.get("CommonPrefixes", []))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error(exc, "list", prefix or None) from None
+        return names
+
+    def delete_many(self, keys):
+        """Delete objects 1000 per request (S3's limit)."""
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            try:
+                response = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(key)} for key in batch], "Quiet": True})
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                raise self._error(exc, "delete", batch[0]) from None
+            errors = response.get("Errors") or []
+            if errors:
+                raise StoreError("S3 refused to delete %d object(s), first s3://%s/%s: %s %s"
+                                 % (len(errors), self.bucket, errors[0].get("Key"), errors[0].get("Code"),
+                                    errors[0].get("Message", "")))
 
     def delete(self, key):
         try:
@@ -414,10 +472,11 @@ class S3Store(BackupStore):
 class _S3Reader:
     """A streaming S3 body whose network errors become StoreErrors."""
 
-    def __init__(self, body, store, key):
+    def __init__(self, body, store, key, info=None):
         self._body = body
         self._store = store
         self._key = key
+        self.info = info or {}
 
     def read(self, size=CHUNK_SIZE):
         try:
@@ -427,6 +486,11 @@ class _S3Reader:
 
     def close(self):
         self._body.close()
+
+
+def _object_info(response):
+    return {"size": response.get("ContentLength"), "etag": response.get("ETag", "").strip('"'),
+            "metadata": response.get("Metadata") or {}}
 
 
 def _read_exactly(reader, size):
@@ -441,8 +505,9 @@ def _read_exactly(reader, size):
     return b"".join(chunks)
 
 
-def store_from_params(params):
-    """Build a store from the ``store`` option of a module (see the runbook.ops.store doc fragment)."""
+def store_from_params(params, max_pool_connections=10):
+    """Build a store from the ``store`` option of a module (see the runbook.ops.store doc fragment);
+    ``max_pool_connections``: how many threads of the module share an S3 client."""
     kind = params.get("type")
     if kind == "local":
         return LocalStore(params.get("path"), partial_max_age=_get(params, "partial_max_age", PARTIAL_MAX_AGE))
@@ -456,7 +521,8 @@ def store_from_params(params):
             validate_certs=params.get("validate_certs", True),
             connect_timeout=_get(params, "connect_timeout", S3_CONNECT_TIMEOUT),
             read_timeout=_get(params, "read_timeout", S3_READ_TIMEOUT), retries=_get(params, "retries", S3_RETRIES),
-            partial_max_age=_get(params, "partial_max_age", PARTIAL_MAX_AGE))
+            partial_max_age=_get(params, "partial_max_age", PARTIAL_MAX_AGE),
+            max_pool_connections=max_pool_connections)
     raise ParameterError("store.type must be 'local' or 's3', got %r" % (kind,))
 
 
