@@ -115,3 +115,7 @@ def handle_termination():
 
     signal.signal(signal.SIGTERM, terminate)
     sys.excepthook = report
+
+
+class WatchError(RunbookError):
+    """A watch of a deployed project (release_watch) was asked for with options that make no sense."""
