@@ -119,3 +119,8 @@ def handle_termination():
 
 class WatchError(RunbookError):
     """A watch of a deployed project (release_watch) was asked for with options that make no sense."""
+
+
+class NginxError(RunbookError):
+    """An nginx upstream file could not be read, changed, tested or reloaded; a change that failed
+    its test or reload was written back as it was."""
