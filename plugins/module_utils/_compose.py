@@ -226,7 +226,7 @@ class ComposeCLI:
             if version:
                 self.flavor, self.version = flavor, version
                 return flavor, version
-            tried.append("%s (%s): %s" % (" ".join(COMMANDS[flavor]), flavor, tail(err or out, 1) or "rc %d" % rc))
+            tried.append("%s (%s): %s" % (" ".join(COMMANDS[flavor]), flavor, (parse_lines(err or out) or ["exit code %d" % rc])[0]))
         raise ComposeError("no usable Compose command: " + "; ".join(tried))
 
     @property
