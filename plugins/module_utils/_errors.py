@@ -117,6 +117,12 @@ def handle_termination():
     sys.excepthook = report
 
 
+class ComposeError(RunbookError):
+    """A Compose project could not be deployed, rolled back, restarted, scaled, stopped or started, or its
+    release history could not be read or written.  ``details`` may carry the release records and containers
+    (never an env value other than the managed variables)."""
+
+
 class WatchError(RunbookError):
     """A watch of a deployed project (release_watch) was asked for with options that make no sense."""
 
