@@ -47,6 +47,7 @@ class NginxProxy:
         with open(self.upstream_file, "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
         temp = {kind: os.path.join(self.dir, "temp", kind) for kind in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+        os.makedirs(os.path.join(self.dir, "temp"))
         first = next(iter(upstreams))
         with open(self.config, "w", encoding="utf-8") as handle:
             handle.write("""worker_processes 1;

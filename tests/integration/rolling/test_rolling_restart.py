@@ -25,6 +25,7 @@ def inventory(tmp_path, project, proxy, **overrides):
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
         "rolling_restart_project_dir": project.dir,
+        "rolling_restart_project_name": project.name,
         "rolling_restart_compose_command": "v1",
         "rolling_restart_replicas": [{"service": service, "server": "127.0.0.1:%d" % port}
                                      for service, port in project.ports.items()],
