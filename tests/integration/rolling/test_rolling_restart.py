@@ -79,7 +79,7 @@ def test_rolling_restart_without_a_failed_request(tmp_path, compose_project, ngi
     print("\nrolling restart: %.1f s for the playbook, %d requests through nginx, %d failed"
           % (seconds, len(poller.results), len(failures)))
     for record in run.records:
-        if record["task"].startswith("Note that") and record["task"].endswith("is back"):
+        if record["task"].startswith("Note the replica back in"):
             print("  %s" % record["result"]["ansible_facts"]["__rolling_restart_done"][-1]["summary"])
     assert len(poller.results) > 100
     assert failures == [], failures[:10]
