@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -50,6 +51,8 @@ POLL_SECONDS = 0.5
 CLI_TIMEOUT = 900  # seconds for one Compose command (a pull of a large image included)
 QUICK_TIMEOUT = 60  # version, config
 OUTPUT_TAIL_LINES = 6
+PROGRESS = re.compile(r"(Creating|Starting|Stopping|Removing|Recreating|Restarting|Pulling|Killing)\b.*\.\.\.( done)?|"
+                      r"Container \S+ +(Creating|Created|Starting|Started|Stopping|Stopped|Removing|Removed|Recreate|Recreated)")
 V1_HOST_LINKS = "host type networking can't be used with links"
 MASK_MIN_CHARS = 4  # env values shorter than this are not masked in quoted output (they would mask everything)
 
@@ -173,7 +176,8 @@ def mask(text, values):
 
 
 def tail(text, lines=OUTPUT_TAIL_LINES):
-    kept = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    """The last lines of a command's output on one line, without Compose's progress lines."""
+    kept = [line.strip() for line in (text or "").splitlines() if line.strip() and not PROGRESS.fullmatch(line.strip())]
     return " | ".join(kept[-lines:])
 
 
@@ -194,7 +198,7 @@ class ComposeCLI:
     """The Compose command line for one project."""
 
     def __init__(self, project_dir, files=None, project_name=None, env_file=None, command="auto",
-                 docker_host=None, runner=run_process, base_env=None):
+                 docker_host=None, runner=run_process, base_env=None, which=shutil.which):
         if command not in COMMAND_CHOICES:
             raise ComposeError("compose_command must be one of %s, got %s" % (", ".join(COMMAND_CHOICES), command))
         self.project_dir = os.path.abspath(project_dir)
@@ -205,6 +209,7 @@ class ComposeCLI:
         self.requested = command
         self.docker_host = docker_host
         self.runner = runner
+        self.which = which
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.managed = set()  # variables removed from the environment Compose gets
         self.masked = ()  # env values hidden in quoted output
@@ -214,19 +219,31 @@ class ComposeCLI:
         self._project_name = project_name
 
     # which Compose ---------------------------------------------------------------------------
-    def select(self):
-        """Find the Compose CLI (once): ``(flavor, version)``."""
-        if self.flavor:
+    def select(self, need_version=False):
+        """Find the Compose CLI (once): ``(flavor, version)``.
+
+        v2 answers ``docker compose version`` in milliseconds; v1 is a Python program that takes a second or more
+        to start, so it is taken when ``docker-compose`` is on the PATH and asked its version only when
+        ``need_version``.  A broken v1 then fails at its first real command, with its own message.
+        """
+        if self.flavor and (self.version or not need_version):
             return self.flavor, self.version
         tried = []
-        for flavor in (("v2", "v1") if self.requested == "auto" else (self.requested,)):
+        for flavor in ((self.flavor,) if self.flavor else ("v2", "v1") if self.requested == "auto" else (self.requested,)):
+            if flavor == "v1" and not need_version:
+                if self.which(COMMANDS["v1"][0], path=self._env().get("PATH")):
+                    self.flavor = flavor
+                    return flavor, None
+                tried.append("docker-compose (v1): not found on the PATH")
+                continue
             rc, out, err = self.runner(list(COMMANDS[flavor]) + ["version", "--short"], self._env(), self.project_dir,
                                        QUICK_TIMEOUT)
             version = parse_version(out) if rc == 0 else None
             if version:
                 self.flavor, self.version = flavor, version
                 return flavor, version
-            tried.append("%s (%s): %s" % (" ".join(COMMANDS[flavor]), flavor, (parse_lines(err or out) or ["exit code %d" % rc])[0]))
+            tried.append("%s (%s): %s" % (" ".join(COMMANDS[flavor]), flavor,
+                                          (parse_lines(err or out) or ["exit code %d" % rc])[0]))
         raise ComposeError("no usable Compose command: " + "; ".join(tried))
 
     @property
@@ -292,6 +309,9 @@ class ComposeCLI:
         not the project's named volumes, so with such volumes it is refused instead.
         """
         args = ["run", "--rm", "--no-deps", "-T", service] + list(command)
+        if self.flavor == "v1" and self.scoped_volumes == []:
+            # known to be safe under the other name, and it cannot meet the links problem there
+            return self.run(args, overrides, what=what, check=False, project_name=self.project_name + "oneoff")
         rc, out, err = self.run(args, overrides, what=what, check=False)
         if rc != 0 and self.flavor == "v1" and V1_HOST_LINKS in (err + out):
             if self.scoped_volumes is None:
@@ -413,11 +433,17 @@ class ComposeRelease:
 
     # shared steps ----------------------------------------------------------------------------
     def lock(self):
-        """The project's deploy lock (None in check mode: a check takes no lock that stays)."""
+        """The project's deploy lock; the history is read again once it is held (another run may have written
+        it while this one waited).  A check takes no lock: it would leave a lock file behind."""
         if self.check_mode:
             return _NoLock()
         _files.make_private_dirs(self.state_dir)
-        return _ProjectLock(os.path.join(self.state_dir, _releases.LOCK_NAME), self.lock_timeout)
+        return _ProjectLock(os.path.join(self.state_dir, _releases.LOCK_NAME), self.lock_timeout, on_enter=self.reload)
+
+    def reload(self):
+        self.history = _releases.ReleaseHistory.load(self.state_dir)
+        current = self.history.current()
+        self.cli.managed |= set((current or {}).get("variables") or {})
 
     def load_env(self):
         env = EnvFile.load(self.cli.env_file, missing_ok=True)
@@ -743,6 +769,12 @@ class ComposeRelease:
 
     # restarted, scaled, stopped, started -----------------------------------------------------
     def _service_list(self, services):
+        """``services`` checked, or every service; Compose's config is read only when the containers cannot tell."""
+        present = sorted({r["service"] for r in self.containers()})
+        if services and all(s in present for s in services):
+            return list(services)
+        if not services and present:
+            return present
         names = sorted(self.cli.services())
         unknown = [s for s in services or () if s not in names]
         if unknown:
@@ -870,7 +902,7 @@ class ComposeRelease:
                   "containers": [public_container(r) for r in records],
                   "project_name": self.cli.project_name, "state_dir": self.state_dir}
         try:
-            self.cli.select()
+            self.cli.select(need_version=True)
             result["compose_command"] = self.cli.command_name
             result["compose_version"] = self.cli.version_text
         except ComposeError as exc:
@@ -955,13 +987,23 @@ class _NoLock:
 class _ProjectLock(_files.FileLock):
     """The deploy lock with the project's words when it is taken."""
 
+    def __init__(self, path, timeout, on_enter):
+        super().__init__(path, timeout)
+        self.on_enter = on_enter
+
     def __enter__(self):
         try:
-            return super().__enter__()
+            super().__enter__()
         except TimeoutError:
             raise ComposeError("another deploy, rollback or restart of this project holds its lock %s%s" % (
                 self.path, " (waited %s s)" % _seconds(self.timeout) if self.timeout else
                 "; set lock_timeout to wait for it")) from None
+        try:
+            self.on_enter()
+        except BaseException:
+            super().__exit__(None, None, None)
+            raise
+        return self
 
 
 __all__ = ["ComposeCLI", "ComposeEngine", "ComposeRelease", "ContainerError", "gate", "parse_version", "parse_lines",

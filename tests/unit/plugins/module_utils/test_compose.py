@@ -141,6 +141,13 @@ def test_tail_keeps_the_last_lines_on_one_line():
     assert _compose.tail("a\n\nb\nc\n", 2) == "b | c"
 
 
+def test_tail_drops_compose_progress_but_not_errors():
+    v1 = "Creating app_api_run ... \nCreating app_api_run ... done\nmigration failed\nStarting db ... error\n"
+    assert _compose.tail(v1) == "migration failed | Starting db ... error"
+    v2 = " Container app-api-1  Recreate\n Container app-api-1  Started\n Container app-db-1  Error\n"
+    assert _compose.tail(v2) == "Container app-db-1  Error"
+
+
 # the command line --------------------------------------------------------------------------------
 class Recorder:
     """Answers Compose commands from a table and records every call (argv, env)."""
@@ -157,6 +164,14 @@ class Recorder:
         return 0, "", ""
 
 
+def found(name, path=None):
+    return "/usr/bin/" + name
+
+
+def not_found(name, path=None):
+    return None
+
+
 @pytest.fixture()
 def project(tmp_path):
     (tmp_path / "docker-compose.yml").write_text("services: {}\n")
@@ -167,22 +182,32 @@ def project(tmp_path):
 def test_auto_falls_back_to_v1(project):
     runner = Recorder([(["docker", "compose"], (1, "", fixture("docker-without-compose-plugin.txt"))),
                        (["docker-compose", "version"], (0, fixture("v1-version-short.txt"), ""))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", runner=runner, base_env={})
-    assert cli.select() == ("v1", (1, 29, 2))
+    cli = _compose.ComposeCLI(str(project), project_name="app", runner=runner, which=found, base_env={})
+    assert cli.select() == ("v1", None)  # v1 is slow to start: its version is asked only when needed
+    assert [c["argv"][:2] for c in runner.calls] == [["docker", "compose"]]
+    assert cli.select(need_version=True) == ("v1", (1, 29, 2))
     assert cli.command_name == "docker-compose" and cli.version_text == "1.29.2"
     assert [c["argv"][:2] for c in runner.calls] == [["docker", "compose"], ["docker-compose", "version"]]
 
 
+def test_neither_compose(project):
+    runner = Recorder([(["docker", "compose"], (1, "", fixture("docker-without-compose-plugin.txt")))])
+    cli = _compose.ComposeCLI(str(project), runner=runner, which=not_found, base_env={})
+    with pytest.raises(ComposeError, match=r"docker compose \(v2\): docker: unknown command: docker compose; "
+                                           r"docker-compose \(v1\): not found on the PATH"):
+        cli.select()
+
+
 def test_auto_prefers_v2(project):
     runner = Recorder([(["docker", "compose", "version"], (0, fixture("v2-version-short.txt"), ""))])
-    cli = _compose.ComposeCLI(str(project), runner=runner, base_env={})
+    cli = _compose.ComposeCLI(str(project), runner=runner, which=found, base_env={})
     assert cli.select() == ("v2", (2, 24, 5))
     assert len(runner.calls) == 1
 
 
 def test_asked_for_v2_never_tries_v1(project):
     runner = Recorder([(["docker", "compose"], (1, "", fixture("docker-without-compose-plugin.txt")))])
-    cli = _compose.ComposeCLI(str(project), command="v2", runner=runner, base_env={})
+    cli = _compose.ComposeCLI(str(project), command="v2", runner=runner, which=found, base_env={})
     with pytest.raises(ComposeError, match=r"no usable Compose command: docker compose \(v2\): docker: unknown command"):
         cli.select()
     assert len(runner.calls) == 1
@@ -190,7 +215,7 @@ def test_asked_for_v2_never_tries_v1(project):
 
 def test_argv_is_explicit_and_the_environment_drops_managed_variables(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", ""))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, docker_host="unix:///x.sock",
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, docker_host="unix:///x.sock",
                               base_env={"APP_TAG": "v9", "PATH": "/bin", "OTHER": "1"})
     cli.managed = {"APP_TAG"}
     cli.run(["up", "-d"])
@@ -205,7 +230,7 @@ def test_argv_is_explicit_and_the_environment_drops_managed_variables(project):
 
 def test_project_name_from_the_env_file_then_the_directory(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", ""))])
-    cli = _compose.ComposeCLI(str(project), command="v1", runner=runner, base_env={})
+    cli = _compose.ComposeCLI(str(project), command="v1", runner=runner, which=found, base_env={})
     assert cli.project_name == _compose.default_project_name(str(project), "v1")
     (project / ".env").write_text("COMPOSE_PROJECT_NAME=named\n")
     assert cli.project_name == "named"
@@ -214,12 +239,21 @@ def test_project_name_from_the_env_file_then_the_directory(project):
 def test_a_failed_command_quotes_its_output_with_env_values_masked(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
                        (["*", "pull"], (1, "", "pulling\nERROR: auth failed with s3cret-token\n"))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, base_env={})
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
     cli.masked = ("s3cret-token",)
     with pytest.raises(ComposeError) as caught:
         cli.run(["pull", "api"])
     assert str(caught.value) == "docker-compose pull failed (exit code 1): pulling | ERROR: auth failed with ***"
     assert caught.value.details["exit_code"] == 1
+
+
+def test_v1_one_off_without_project_volumes_runs_under_another_project_at_once(project):
+    runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
+                       (["*", "config"], (0, fixture("v1-config.yml"), ""))])
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
+    cli.services()
+    cli.run_oneoff("api", ["migrate"])
+    assert runner.calls[-1]["argv"][:3] == ["docker-compose", "-p", "apponeoff"] and len(runner.calls) == 2
 
 
 def test_v1_one_off_beside_host_networked_containers_runs_under_another_project(project):
@@ -229,7 +263,7 @@ def test_v1_one_off_beside_host_networked_containers_runs_under_another_project(
                        (["*", "config"], (0, fixture("v1-config.yml"), "")),
                        (["docker-compose", "-p", "app", "-f"], links),
                        (["docker-compose", "-p", "apponeoff"], (0, "2\n", ""))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, base_env={})
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
     assert cli.run_oneoff("api", ["migrate"]) == (0, "2\n", "")
     assert runner.calls[-1]["argv"][-6:] == ["run", "--rm", "--no-deps", "-T", "api", "migrate"]
 
@@ -239,7 +273,7 @@ def test_v1_one_off_refused_when_named_volumes_would_differ(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
                        (["*", "config"], (0, fixture("v2-config.yml"), "")),
                        (["docker-compose", "-p", "app", "-f"], links)])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, base_env={})
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
     rc, _out, err = cli.run_oneoff("api", ["migrate"], what="migration")
     assert rc == 1 and "named volumes (cache)" in err and "give the migration its own service" in err
     assert not any("apponeoff" in c["argv"] for c in runner.calls)
