@@ -124,7 +124,8 @@ def parse_config_services(text):
     services = (data or {}).get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         raise ComposeError("compose config printed no services")
-    return {name: {"image": (spec or {}).get("image"), "build": bool((spec or {}).get("build"))}
+    return {name: {"image": (spec or {}).get("image"), "build": bool((spec or {}).get("build")),
+                   "profiles": list((spec or {}).get("profiles") or [])}
             for name, spec in services.items()}
 
 
@@ -336,7 +337,7 @@ def container_facts(attrs):
 def public_container(record):
     """A container as the module returns it."""
     return {key: record.get(key) for key in ("name", "id", "service", "status", "health", "restart_count",
-                                             "image", "image_id", "state", "detail")}
+                                             "started_at", "image", "image_id", "state", "detail")}
 
 
 def gate(records, now, grace, baseline, services, rules=None):
@@ -424,6 +425,7 @@ class ComposeRelease:
         self.warnings = []
         current = self.history.current()
         self.cli.managed = set((current or {}).get("variables") or {}) | ({tag_variable} if tag_variable else set())
+        self.load_env()
 
     @property
     def engine(self):
@@ -444,10 +446,12 @@ class ComposeRelease:
         self.history = _releases.ReleaseHistory.load(self.state_dir)
         current = self.history.current()
         self.cli.managed |= set((current or {}).get("variables") or {})
+        self.load_env()
 
     def load_env(self):
+        """The env file; its values other than the managed variables are masked in any Compose output quoted."""
         env = EnvFile.load(self.cli.env_file, missing_ok=True)
-        self.cli.masked = tuple(value for value in env.as_dict().values() if value)
+        self.cli.masked = tuple(value for key, value in env.as_dict().items() if value and key not in self.cli.managed)
         return env
 
     def containers(self, services=None):
@@ -489,9 +493,12 @@ class ComposeRelease:
         return services
 
     def expected_images(self, config):
-        """``{service: {"image": ref, "image_id": id or None}}`` for the services Compose would run."""
+        """``{service: {"image": ref, "image_id": id or None}}`` for the services ``up`` starts (a service with
+        profiles starts only when its profile is asked for, which ``up`` here never does)."""
         expected = {}
         for service, spec in config.items():
+            if spec.get("profiles"):
+                continue
             found = self.engine.image(spec["image"]) if spec["image"] else None
             expected[service] = {"image": spec["image"], "image_id": found["id"] if found else None,
                                  "build": spec["build"]}
@@ -672,7 +679,7 @@ class ComposeRelease:
             if copy:
                 _files.unlink_quietly(copy)
         record["env_hash"] = self.env_hash()
-        healthy, records, why = self.wait_healthy(sorted(config), health_timeout, grace_period)
+        healthy, records, why = self.wait_healthy(sorted(expected), health_timeout, grace_period)
         record["services"] = self.running_images(records)
         if not healthy:
             self._fail(record, "health", why, records, current, keep_releases)
@@ -721,6 +728,11 @@ class ComposeRelease:
             copy = env.write(backup=True)
             try:
                 self.cli.run(["up", "-d"] + self.scale_args(records), what="%s up -d" % self.cli.command_name)
+            except ComposeError as exc:
+                self.event("rollback", _releases.FAILED, target["id"], {"from": (leaving or {}).get("id"),
+                                                                         "message": str(exc)})
+                raise ComposeError("rollback to %s failed: %s" % (target["id"], exc), changed=True, release=target,
+                                   previous=leaving, rollback_plan=plan) from None
             finally:
                 if copy:
                     _files.unlink_quietly(copy)
@@ -897,6 +909,7 @@ class ComposeRelease:
     def info(self, release=None, with_containers=True):
         current = self.history.current()
         records = self.containers() if with_containers else []
+        gate(records, datetime.datetime.now(datetime.timezone.utc), 0.0, {}, [])  # rates each: state and detail
         result = {"releases": self.history.newest_first(), "current": current,
                   "last_successful": self.history.last_successful(),
                   "containers": [public_container(r) for r in records],
