@@ -482,8 +482,8 @@ class ComposeRelease:
         """``{service: {image, image_id, repo_digests}}`` of what the containers run."""
         services = {}
         for record in records:
-            entry = services.setdefault(record["service"], {"image": record["image"], "image_id": record["image_id"],
-                                                           "repo_digests": []})
+            entry = services.setdefault(record["service"], {
+                "image": record["image"], "image_id": record["image_id"], "repo_digests": []})
             if entry["image_id"] != record["image_id"]:
                 entry["image_id"] = "mixed"
         for entry in services.values():
@@ -558,17 +558,17 @@ class ComposeRelease:
         if migration_head_command and not migration_service:
             raise ComposeError("migration_head_command needs migration_service")
         self.cli.managed |= set(variables)
-        env = self.load_env()
-        missing = [key for key in required_env_keys if not env.get(key)]
-        if missing:
-            raise ComposeError("the env file %s lacks required key(s) or has them empty: %s; nothing was changed"
-                               % (self.cli.env_file, ", ".join(missing)))
-        before = {key: env.get(key) for key in sorted(variables)}
-        after = {key: str(value) for key, value in sorted(variables.items())}
-        diff = {"before": _variables_text(before), "after": _variables_text(after),
-                "before_header": "%s (managed variables)" % self.cli.env_file,
-                "after_header": "%s (managed variables)" % self.cli.env_file}
         with self.lock():
+            env = self.load_env()  # read under the lock: a run that held it may have changed the file
+            missing = [key for key in required_env_keys if not env.get(key)]
+            if missing:
+                raise ComposeError("the env file %s lacks required key(s) or has them empty: %s; nothing was changed"
+                                   % (self.cli.env_file, ", ".join(missing)))
+            before = {key: env.get(key) for key in sorted(variables)}
+            after = {key: str(value) for key, value in sorted(variables.items())}
+            diff = {"before": _variables_text(before), "after": _variables_text(after),
+                    "before_header": "%s (managed variables)" % self.cli.env_file,
+                    "after_header": "%s (managed variables)" % self.cli.env_file}
             current = self.history.current()
             unchanged = self.unchanged(current, after, pull)
             if unchanged is not None:
@@ -584,7 +584,7 @@ class ComposeRelease:
                               or not any(r["service"] == s for r in records))
             if self.check_mode:
                 pulls = self.pull(expected, pull, after)
-                return self.result(True, "would deploy %s (%s): changed variables %s; services recreated %s; pulled %s%s"
+                return self.result(True, "would deploy %s (%s): changed variables %s; services recreated %s; images pulled %s%s"
                                    % (_variables_text(after, " "), self.cli.project_name, ", ".join(changed_vars) or "none",
                                       ", ".join(recreate) or "none", ", ".join(pulls) or "none",
                                       "; migration %s would run" % " ".join(migration_command) if migration_command else ""),
@@ -638,8 +638,8 @@ class ComposeRelease:
         self.history.add(record, current=save_current)
         self.history.prune(keep_releases)
         self.history.save()
-        self.event("deploy", _releases.FAILED, record["id"], {"gate": gate_name, "message": message,
-                                                             "variables": record["variables"]})
+        self.event("deploy", _releases.FAILED, record["id"], {
+            "gate": gate_name, "message": message, "variables": record["variables"]})
         raise ComposeError("release %s failed at the %s gate: %s" % (record["id"], gate_name, message),
                            changed=True, release=record, previous=current,
                            containers=[public_container(r) for r in records], releases=list(reversed(self.history.ids())),
@@ -729,8 +729,8 @@ class ComposeRelease:
             try:
                 self.cli.run(["up", "-d"] + self.scale_args(records), what="%s up -d" % self.cli.command_name)
             except ComposeError as exc:
-                self.event("rollback", _releases.FAILED, target["id"], {"from": (leaving or {}).get("id"),
-                                                                         "message": str(exc)})
+                self.event("rollback", _releases.FAILED, target["id"], {
+                    "from": (leaving or {}).get("id"), "message": str(exc)})
                 raise ComposeError("rollback to %s failed: %s" % (target["id"], exc), changed=True, release=target,
                                    previous=leaving, rollback_plan=plan) from None
             finally:
@@ -747,8 +747,9 @@ class ComposeRelease:
             target["rollbacks"][-1]["outcome"] = outcome
             self.history.save()
             message = why or (mismatch + override_hint(after) if mismatch else "")
-            self.event("rollback", outcome, target["id"], {"from": (leaving or {}).get("id"), "message": message,
-                                                            "data_rollback_needed": plan["data_rollback_needed"]})
+            self.event("rollback", outcome, target["id"], {
+                "from": (leaving or {}).get("id"), "message": message,
+                "data_rollback_needed": plan["data_rollback_needed"]})
             if outcome == _releases.FAILED:
                 raise ComposeError("rollback to %s failed: %s" % (target["id"], message), changed=True, release=target,
                                    previous=leaving, containers=[public_container(r) for r in records],
@@ -810,8 +811,8 @@ class ComposeRelease:
                 for record in records:
                     self.engine.restart(record["id"], record.get("stop_timeout") or 10)
                     order.append(record["name"])
-                    healthy, now_records, why = self.wait_healthy([record["service"]], health_timeout, grace_period,
-                                                                   baseline)
+                    healthy, now_records, why = self.wait_healthy(
+                        [record["service"]], health_timeout, grace_period, baseline)
                     if not healthy:
                         self.event("restart", _releases.FAILED, self.history.current_id, {"container": record["name"],
                                                                                           "message": why})

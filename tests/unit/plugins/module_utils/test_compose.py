@@ -74,8 +74,8 @@ def test_ps_json_empty_and_broken():
 @pytest.mark.parametrize("name", ["v1-config.yml", "v2-config.yml"])
 def test_config_keeps_images_and_drops_the_environment(name):
     services = _compose.parse_config_services(fixture(name))
-    assert services == {"api": {"image": "rbops-cr-capture:v1", "build": False},
-                        "worker": {"image": "rbops-cr-capture:v1", "build": False}}
+    assert services == {"api": {"image": "rbops-cr-capture:v1", "build": False, "profiles": []},
+                        "worker": {"image": "rbops-cr-capture:v1", "build": False, "profiles": []}}
     assert "example-not-a-secret" not in json.dumps(services)
 
 
@@ -88,8 +88,11 @@ def test_config_errors_name_no_content():
 
 
 def test_a_service_that_builds():
-    found = _compose.parse_config_services("services:\n  app:\n    build: {context: .}\n  db:\n    image: pg\n")
-    assert found == {"app": {"image": None, "build": True}, "db": {"image": "pg", "build": False}}
+    found = _compose.parse_config_services("services:\n  app:\n    build: {context: .}\n  db:\n    image: pg\n"
+                                           "  migrate:\n    image: app\n    profiles: [tools]\n")
+    assert found == {"app": {"image": None, "build": True, "profiles": []},
+                     "db": {"image": "pg", "build": False, "profiles": []},
+                     "migrate": {"image": "app", "build": False, "profiles": ["tools"]}}
 
 
 def test_named_volumes_scoped_by_the_project_name():
@@ -326,8 +329,9 @@ def test_gate_unhealthy_waits_within_grace_then_fails():
     assert verdict == "failed" and "unhealthy" in problems[0] and "queue stuck" in problems[0]
 
 
-@pytest.mark.parametrize("name, words", [("compose-job", "exited with code 3"), ("restarting", "restarting"),
-                                          ("created", "created but never started"), ("paused", "paused")])
+@pytest.mark.parametrize("name, words", [
+    ("compose-job", "exited with code 3"), ("restarting", "restarting"), ("created", "created but never started"),
+    ("paused", "paused")])
 def test_gate_fails_a_container_that_does_not_run(name, words):
     record = facts(name, service="api")
     verdict, problems = _compose.gate([record], started_plus(facts("compose-web"), 5), 0, {record["id"]: 99}, ["api"])
