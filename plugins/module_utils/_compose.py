@@ -467,11 +467,20 @@ class ComposeRelease:
         ``(False, containers, why)``."""
         deadline = self.clock() + timeout
         baseline = baseline or {}
+        seen = None
         while True:
             records = self.containers(services)
             verdict, problems = gate(records, datetime.datetime.now(datetime.timezone.utc), grace, baseline, services)
             if verdict == "healthy":
-                return True, records, ""
+                # A container without a health check counts once it was seen running on two polls in a row,
+                # with the same start: one that exits at once is not taken for a healthy one.
+                now_seen = {r["id"]: r["started_at"] for r in records}
+                if all(r["health"] == "healthy" for r in records) or now_seen == seen:
+                    return True, records, ""
+                seen = now_seen
+                self.sleep(POLL_SECONDS)
+                continue
+            seen = None
             if verdict == "failed":
                 return False, records, "; ".join(problems)
             if self.clock() >= deadline:

@@ -236,6 +236,7 @@ def test_scale_restart_one_at_a_time_stop_and_start(project):
         {"name": "stop again", "params": project.params(state="stopped", services=["worker"])},
         {"name": "start", "params": project.params(state="started", services=["worker"])},
         {"name": "start again", "params": project.params(state="started")},
+        {"name": "restart api", "params": project.params(state="restarted", services=["api"])},
         {"name": "bad service", "params": project.params(state="stopped", services=["nope"])}])
     assert run.task("up to 3")["result"]["changed"] and run.task("up to 3")["result"]["scale"] == {"worker": 3}
     assert run.task("3 again")["result"]["changed"] is False
@@ -257,6 +258,9 @@ def test_scale_restart_one_at_a_time_stop_and_start(project):
     assert [run.task(n)["result"]["changed"] for n in ("stop", "stop again", "start", "start again")] == \
         [True, False, True, False]
     assert "no such service" in run.task("bad service")["result"]["msg"]
+    restarted_api = run.task("restart api")["result"]
+    assert restarted_api["changed"] and restarted_api["restarted"] == [api["name"]]
+    assert [c["started_at"] for c in restarted_api["containers"] if c["service"] == "api"] != [api["started_at"]]
     assert sorted(s for s, _i, _c, _t in project.running().values()) == ["api", "worker"]
     events = [e["event"] for e in map(json.loads, project.events.read_text().splitlines())]
     assert events.count("scale") == 2 and "restart" in events and "stop" in events and "start" in events

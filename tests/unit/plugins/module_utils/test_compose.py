@@ -379,3 +379,58 @@ def test_drift_between_record_and_containers():
 def test_variables_text_is_what_the_diff_shows():
     assert _compose._variables_text({"B": "2", "A": None}) == "A=\nB=2\n"
     assert _compose._variables_text({"A": "1", "B": "2"}, " ") == "A=1 B=2"
+
+
+# waiting for health ------------------------------------------------------------------------------
+class Observations:
+    """The containers a project shows on successive polls (captured inspect records), and a clock the polls move."""
+
+    def __init__(self, polls):
+        self.polls = list(polls)
+        self.now = 0.0
+        self.calls = 0
+
+    def project_containers(self, project, services=None):
+        self.calls += 1
+        return copy.deepcopy(self.polls[min(self.calls, len(self.polls)) - 1])
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def waiter(project, polls):
+    seen = Observations(polls)
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=Recorder([]), which=found, base_env={})
+    release = _compose.ComposeRelease(cli, lambda: seen, state_dir=str(project / "state"), clock=lambda: seen.now,
+                                      sleep=seen.sleep)
+    return release, seen
+
+
+def test_wait_until_starting_turns_healthy(project):
+    slow, web = facts("compose-slow", service="web"), facts("compose-web")
+    release, seen = waiter(project, [[slow], [slow], [web]])
+    healthy, records, why = release.wait_healthy(["web"], 10, 0)
+    assert healthy and why == "" and records[0]["health"] == "healthy"
+    assert seen.calls == 3 and seen.now == 2 * _compose.POLL_SECONDS
+
+
+def test_wait_needs_two_polls_for_a_container_without_health_check(project):
+    plain = facts("compose-plain")
+    release, seen = waiter(project, [[plain], [plain]])
+    healthy, records, why = release.wait_healthy(["plain"], 10, 0)
+    assert healthy and why == "" and seen.calls == 2
+    restarted = facts("compose-plain", started_at="2026-11-30T18:30:00.000000000Z")
+    release, seen = waiter(project, [[plain], [restarted], [restarted]])
+    assert release.wait_healthy(["plain"], 10, 0)[0] and seen.calls == 3  # a new start: seen twice again
+
+
+def test_wait_stops_at_the_deadline_and_at_a_failure(project):
+    slow = facts("compose-slow")
+    release, seen = waiter(project, [[slow]])
+    healthy, _records, why = release.wait_healthy(["slow"], 3, 0)
+    assert not healthy and why.startswith("not healthy within 3 s: ") and "health check starting" in why
+    assert seen.now >= 3
+    worker = facts("compose-worker")
+    release, seen = waiter(project, [[worker]])
+    healthy, _records, why = release.wait_healthy(["worker"], 60, 0)
+    assert not healthy and "unhealthy" in why and seen.calls == 1
