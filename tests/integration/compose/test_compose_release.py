@@ -179,6 +179,20 @@ def test_a_failed_migration_switches_nothing(project):
     assert only_v2["status"] == "failed" and "no usable Compose command: docker compose (v2)" in only_v2["result"]["msg"]
 
 
+def test_a_release_whose_containers_restart_fails_the_gate(project):
+    run = project.play([
+        {"name": "v1", "params": project.params(tag="v1")},
+        file_task("make v2 crash", project.state / "crash-v2", "touch"),
+        {"name": "v2", "params": project.params(tag="v2", health_timeout=15, grace_period=10)},
+        {"name": "rollback", "params": project.params(state="rolled_back")}])
+    failed = run.task("v2")
+    assert failed["status"] == "failed" and "failed at the health gate" in failed["result"]["msg"]
+    # the gate fails on the restarts at once, well within grace_period and health_timeout
+    assert "(api) restarted" in failed["result"]["msg"] and "not healthy within" not in failed["result"]["msg"]
+    assert run.task("rollback")["status"] == "ok"
+    assert set(project.images().values()) == {image_id("rbops-cr-test:v1")}
+
+
 def test_two_deploys_at_once(project):
     slow = project.params(tag="v2", migration_service="api", migration_command=["sh", "-c", "sleep 6"])
     outcome = []
