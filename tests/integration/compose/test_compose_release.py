@@ -189,7 +189,7 @@ def test_a_release_whose_containers_restart_fails_the_gate(project):
     failed = run.task("v2")
     assert failed["status"] == "failed" and "failed at the health gate" in failed["result"]["msg"]
     # the gate fails on the restarts at once, well within grace_period and health_timeout
-    assert re.search(r"\(api\) (restarted \d+ time|is restarting after exit code 1)", failed["result"]["msg"])
+    assert re.search(r"\(api\) (restarted \d+ time|is restarting after exit code 1|is exited with code 1)", failed["result"]["msg"])
     assert "not healthy within" not in failed["result"]["msg"]
     assert run.task("rollback")["status"] == "ok"
     assert set(project.images().values()) == {image_id("rbops-cr-test:v1")}
