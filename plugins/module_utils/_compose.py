@@ -28,7 +28,7 @@ import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _docker, _files, _releases
 from ansible_collections.runbook.ops.plugins.module_utils._envfile import EnvFile
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ComposeError, ContainerError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ComposeError
 
 try:
     import yaml
@@ -931,7 +931,7 @@ class ComposeRelease:
         except ComposeError as exc:
             result["compose_command"] = None
             self.warnings.append(str(exc))
-        result["drift"] = drift(current, records)
+        result["drift"] = drift(current, records) if with_containers else []
         try:
             target = self.history.rollback_target(release) if (release or current) else None
         except ComposeError as exc:
@@ -1028,6 +1028,3 @@ class _ProjectLock(_files.FileLock):
             raise
         return self
 
-
-__all__ = ["ComposeCLI", "ComposeEngine", "ComposeRelease", "ContainerError", "gate", "parse_version", "parse_lines",
-           "parse_ps_json", "parse_config_services", "default_project_name", "discover_files", "mask"]
