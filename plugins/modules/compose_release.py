@@ -36,6 +36,11 @@ description:
     release and names the variables.
   - Every change is appended to the project's event log (C(events.jsonl)), with a time, the event, the release
     and the outcome.
+  - Compose v1 cannot run a one-off container of a service whose containers run with host networking (it links
+    them). With v1 the migration commands then run under the project name C(<project>oneoff), which sees the same
+    bind mounts and external volumes; a project with named volumes of its own is refused - give the migration its own
+    service (for example one with a profile, which C(up) does not start) or use Compose v2.
+  - Services with C(profiles) are not started by C(up -d) here and are not part of the health gate.
 extends_documentation_fragment:
   - runbook.ops.compose_project
 attributes:
@@ -272,6 +277,13 @@ containers:
     restart_count:
       description: Restarts by the restart policy.
       type: int
+    started_at:
+      description: The latest start, as the engine reports it.
+      type: str
+      sample: "2026-11-30T21:00:04.123456789Z"
+    state:
+      description: V(ok), V(warning) or V(critical) by the container rules; null when not rated.
+      type: str
     image:
       description: The image reference.
       type: str
