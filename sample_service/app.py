@@ -399,11 +399,12 @@ class Database:
             return 0
         return self.run(lambda cur, _sql: self._read_head(cur))
 
-    def migrate(self, head, fail_migration=None):
+    def migrate(self, head, fail_first=False):
         """Apply the migrations after the current head up to head, one transaction each.
 
         Returns (head_before, applied versions).  A database ahead of head is left alone (no downgrades).
-        fail_migration: the version that fails half-way inside its transaction (the MIGRATION_FAIL test knob)."""
+        fail_first: the first pending migration fails half-way inside its transaction, after its changes
+        (the MIGRATION_FAIL test knob), so the head stays where it was, wherever that is."""
         if self.kind == "sqlite" and not os.path.exists(self.path):
             self.run(lambda cur, sql: None, create=True)
         before = self.schema_head()
@@ -417,15 +418,17 @@ class Database:
                 cur.execute(MIGRATIONS_TABLE[self.kind])
                 if self._read_head(cur) >= version:
                     return False  # another migrator applied it first
-                statements(self, cur, sql, version == fail_migration)
-                cur.execute(sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"), (version, name, now_iso()))
-                self.audit(cur, sql, "migrate version=%d name=%s" % (version, name))
+                statements(self, cur, sql)
+                # MIGRATION_FAIL: a statement that violates a constraint (applied_at NOT NULL) after the changes.
+                failing = fail_first and version == before + 1
+                cur.execute(sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
+                            (version, name, None if failing else now_iso()))
                 return True
             try:
                 done = self.run(work, ddl=True)
             except (DatabaseError, MigrationError) as exc:
-                raise MigrationError("migration %d (%s) failed and was rolled back, the database stays at head %d: %s"
-                                     % (version, name, version - 1, exc)) from None
+                raise MigrationError("migration %d (%s) failed and was rolled back, the database stays at head %d: %s%s"
+                                     % (version, name, version - 1, exc, " (MIGRATION_FAIL is set)" if fail_first else "")) from None
             if done:
                 applied.append(version)
         return before, applied
@@ -451,28 +454,29 @@ class Database:
         self.insert(cur, sql, "audit_log", ("event", "at"), (event, now_iso()))
 
 
-def _migration_1(db, cur, _sql, fail):
+def _migration_1(db, cur, _sql):
     for statement in SCHEMA[db.kind]:
         cur.execute(statement)
-    if fail:
-        raise MigrationError("MIGRATION_FAIL is set")
 
 
-def _migration_2(db, cur, sql, fail):
+def _migration_2(db, cur, sql):
     for statement in MIGRATION_2[db.kind]:
         cur.execute(statement)
     for tag in MIGRATION_2_TAGS:
         db.insert(cur, sql, "tags", ("name", "created_at"), (tag, now_iso()))
-    if fail:
-        # Half-way: the table exists and has rows when the failing statement runs; the rollback removes both.
-        cur.execute(sql("INSERT INTO tags (name, created_at) VALUES (?, NULL)"), ("MIGRATION_FAIL",))
     cur.execute(sql("UPDATE items SET tag = ?"), (MIGRATION_2_TAGS[0],))
 
 
-# (version - 1) -> (name, function(db, cursor, sql, fail)): the migrations in order.
+# Migration 3 (only the v4 image targets it, and fails it): an `items.priority` column.
+def _migration_3(_db, cur, _sql):
+    cur.execute("ALTER TABLE items ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+
+
+# (version - 1) -> (name, function(db, cursor, sql)): the migrations in order.
 MIGRATIONS = (
     ("base schema", _migration_1),
     ("tags", _migration_2),
+    ("priority", _migration_3),
 )
 
 
@@ -1040,8 +1044,7 @@ def cmd_migrate(settings, logger, args):
         raise ConfigError("--head must be a migration number from 1 to %d" % len(MIGRATIONS))
     if db.kind == "sqlite":
         prepare_data_dir(settings)
-    fail = 2 if settings.migration_fail else None
-    before, applied = db.migrate(target, fail_migration=fail)
+    before, applied = db.migrate(target, fail_first=settings.migration_fail)
     after = applied[-1] if applied else before
     if applied:
         logger.info("migrated", database=db.display, head_before=before, head_after=after, applied=",".join(map(str, applied)))

@@ -10,6 +10,7 @@
 #   sample-images.sh            build what is missing or stale
 #   sample-images.sh --check    exit 0 when every image is present and current, 1 otherwise; builds nothing
 #   sample-images.sh --rebuild  build everything again
+#   RBOPS_DEBIAN_MIRROR         the Debian mirror of the base image (default http://deb.debian.org/debian)
 #
 # Every image carries the label org.runbook-ops.inputs: a hash of what it is built from (the debootstrap
 # recipe; the Dockerfile, app.py, the version's settings and the base image id).  An image whose label
@@ -35,7 +36,7 @@ versions=(
     "v1 1"
     "v2 2"
     "v3 2 FAIL_READY=true"
-    "v4 2 MIGRATION_FAIL=true"
+    "v4 3 MIGRATION_FAIL=true"
     "v5 2 CRASH_AFTER=10"
 )
 
@@ -44,7 +45,7 @@ case "${1:-}" in
     "") ;;
     --check) mode=check ;;
     --rebuild) mode=rebuild ;;
-    -h|--help) sed -n '4,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '4,19p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--check|--rebuild]" >&2; exit 2 ;;
 esac
 
@@ -129,6 +130,7 @@ if [ "$mode" = rebuild ] || [ "$(current_label "$base_image")" != "$base_hash" ]
         say "$base_image is missing or stale"
         stale=1
     else
+        [ "$(id -u)" = 0 ] || { echo "sample-images: building $base_image needs root (debootstrap, chroot)" >&2; exit 1; }
         old=$(docker image inspect --format '{{.Id}}' "$base_image" 2>/dev/null || true)
         build_base
         [ -z "$old" ] || replaced=("$old" "${replaced[@]}")

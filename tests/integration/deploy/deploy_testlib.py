@@ -170,7 +170,7 @@ class ComposeProject:
             for line in handle:
                 line = line.strip()
                 if line and not line.startswith("#") and "=" in line:
-                    key, _, value = line.partition("=")
+                    key, _sep, value = line.partition("=")
                     values[key.strip()] = value.strip()
         return values
 

@@ -38,7 +38,7 @@ def test_images_are_labelled_and_cached(sample_images):
         config = info["Config"]
         env = dict(item.split("=", 1) for item in config["Env"])
         assert env["VERSION"] == tag
-        assert env["SCHEMA_HEAD"] == ("1" if tag == "v1" else "2")
+        assert env["SCHEMA_HEAD"] == {"v1": "1", "v4": "3"}.get(tag, "2")
         assert config["Labels"]["org.runbook-ops.inputs"]
         assert config["Healthcheck"]["Test"] == ["CMD", "python3", "/app/app.py", "healthcheck", "--path", "/readyz"]
         assert config["Healthcheck"]["Interval"] == 1_000_000_000
@@ -46,7 +46,7 @@ def test_images_are_labelled_and_cached(sample_images):
     # Everything is present and current: --check says so, and a plain run is fast and builds nothing.
     started = time.monotonic()
     proc = subprocess.run([IMAGES_SCRIPT], capture_output=True, text=True, timeout=60, check=True)
-    assert time.monotonic() - started < 2, proc.stdout
+    assert time.monotonic() - started < 5, proc.stdout  # about 0.2 s; slack for a busy machine
     assert "built" not in proc.stdout, proc.stdout
     assert subprocess.run([IMAGES_SCRIPT, "--check"], capture_output=True, check=False).returncode == 0
 
@@ -70,7 +70,7 @@ def test_v1_v2_v4_migrations_and_worker(background_projects, compose_project):
     refused = project.run_once("python3", "/app/app.py", "serve", timeout=60)
     assert refused.returncode == 2, refused.stdout + refused.stderr
 
-    # v4's migration fails half-way inside its transaction: nothing of it is left, head stays 1.
+    # v4's migration fails half-way inside its transaction (its first pending one, 2): nothing of it is left, head stays 1.
     project.set_env(APP_TAG="v4")
     failed = project.migrate()
     assert failed.returncode == 1, failed.stdout + failed.stderr
@@ -117,10 +117,12 @@ def test_v5_healthy_then_crashes_and_restarts(background_projects):
     assert "CRASH_AFTER=10 reached: exiting with status 1" in project.logs("api")
 
 
-def test_sqlite_project_on_a_named_volume(compose_project):
-    project = compose_project(tag="v1", database="sqlite")
+def test_two_replicas_on_a_sqlite_named_volume(compose_project):
+    project = compose_project(tag="v1", database="sqlite", replicas=True)
     project.up(timeout=60)
-    assert project.api("POST", "/api/items", json={"name": "on-volume"}).status == 201
+    assert sorted(project.image_ids()) == ["api_a", "api_b"] and project.ports["api_a"] != project.ports["api_b"]
+    assert project.api("POST", "/api/items", json={"name": "on-volume"}, service="api_a").status == 201
+    assert project.api("GET", "/api/items", service="api_b").json["count"] == 1  # one database, two replicas
     volumes = docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=%s" % project.name).stdout.split()
     assert volumes == [project.name + "_data"]
     assert project.migrate_status() == 1
