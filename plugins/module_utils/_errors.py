@@ -123,6 +123,8 @@ def handle_termination():
 
 class RedisKeysError(RunbookError):
     """Keys could not be deleted: too many matches for the cap, or Redis refused."""
+
+
 class ComposeError(RunbookError):
     """A Compose project could not be deployed, rolled back, restarted, scaled, stopped or started, or its
     release history could not be read or written.  ``details`` may carry the release records and containers
@@ -136,3 +138,7 @@ class WatchError(RunbookError):
 class NginxError(RunbookError):
     """An nginx upstream file could not be read, changed, tested or reloaded; a change that failed
     its test or reload was written back as it was."""
+
+
+class MaintenanceError(RunbookError):
+    """A maintenance step could not run or failed (lock not granted, no free space, a damaged file)."""
