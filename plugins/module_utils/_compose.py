@@ -1027,4 +1027,3 @@ class _ProjectLock(_files.FileLock):
             super().__exit__(None, None, None)
             raise
         return self
-
