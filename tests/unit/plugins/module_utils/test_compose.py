@@ -71,7 +71,7 @@ def test_ps_json_empty_and_broken():
         _compose.parse_ps_json("{not json")
 
 
-@pytest.mark.parametrize("name", ["v1-config.yml", "v2-config.yml"])
+@pytest.mark.parametrize("name", ["v1-config.txt", "v2-config.txt"])
 def test_config_keeps_images_and_drops_the_environment(name):
     services = _compose.parse_config_services(fixture(name))
     assert services == {"api": {"image": "rbops-cr-capture:v1", "build": False, "profiles": []},
@@ -96,8 +96,8 @@ def test_a_service_that_builds():
 
 
 def test_named_volumes_scoped_by_the_project_name():
-    assert _compose.project_scoped_volumes(fixture("v2-config.yml")) == ["cache"]
-    assert _compose.project_scoped_volumes(fixture("v1-config.yml")) == []
+    assert _compose.project_scoped_volumes(fixture("v2-config.txt")) == ["cache"]
+    assert _compose.project_scoped_volumes(fixture("v1-config.txt")) == []
     assert _compose.project_scoped_volumes("volumes:\n  a: {external: true}\n  b:\n") == ["b"]
 
 
@@ -252,7 +252,7 @@ def test_a_failed_command_quotes_its_output_with_env_values_masked(project):
 
 def test_v1_one_off_without_project_volumes_runs_under_another_project_at_once(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
-                       (["*", "config"], (0, fixture("v1-config.yml"), ""))])
+                       (["*", "config"], (0, fixture("v1-config.txt"), ""))])
     cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, base_env={})
     cli.services()
     cli.run_oneoff("api", ["migrate"])
@@ -263,7 +263,7 @@ def test_v1_one_off_beside_host_networked_containers_runs_under_another_project(
     links = (1, "", "ERROR: for api  Cannot create container for service api: conflicting options: "
                     "host type networking can't be used with links. This would result in undefined behavior\n")
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
-                       (["*", "config"], (0, fixture("v1-config.yml"), "")),
+                       (["*", "config"], (0, fixture("v1-config.txt"), "")),
                        (["docker-compose", "-p", "app", "-f"], links),
                        (["docker-compose", "-p", "apponeoff"], (0, "2\n", ""))])
     cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, base_env={})
@@ -274,7 +274,7 @@ def test_v1_one_off_beside_host_networked_containers_runs_under_another_project(
 def test_v1_one_off_refused_when_named_volumes_would_differ(project):
     links = (1, "", "host type networking can't be used with links")
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
-                       (["*", "config"], (0, fixture("v2-config.yml"), "")),
+                       (["*", "config"], (0, fixture("v2-config.txt"), "")),
                        (["docker-compose", "-p", "app", "-f"], links)])
     cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, base_env={})
     rc, _out, err = cli.run_oneoff("api", ["migrate"], what="migration")
