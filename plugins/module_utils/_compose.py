@@ -614,7 +614,7 @@ class ComposeRelease:
         records = self.containers()
         if not services or {r["service"] for r in records} != set(services):
             return None
-        for service, entry in services.items():
+        for entry in services.values():
             local = self.engine.image(entry["image"]) if entry.get("image") else None
             if not local or local["id"] != entry["image_id"]:
                 return None
@@ -1027,4 +1027,3 @@ class _ProjectLock(_files.FileLock):
             super().__exit__(None, None, None)
             raise
         return self
-

@@ -169,14 +169,14 @@ class ReleaseHistory:
                 raise ComposeError("release %s %s; only a succeeded release can be rolled back to"
                                    % (release, "failed" if record.get("outcome") == FAILED else "never finished"))
             return record
-        current = self.current()
+        current = self.current() or {}
         for record in reversed(self.records):
-            if not succeeded(record) or (current and (record["id"] == current["id"]
+            if not succeeded(record) or (current and (record["id"] == current.get("id")
                                                       or record.get("variables") == current.get("variables"))):
                 continue
             return record
         raise ComposeError("no succeeded release to roll back to in %s (current: %s)"
-                           % (self.path, current["id"] if current else "none"))
+                           % (self.path, current.get("id") or "none"))
 
     def rollback_plan(self, target, leaving=None):
         """What rolling back from ``leaving`` (default: the current release) to ``target`` involves.

@@ -288,10 +288,14 @@ def test_release_event_appends_and_check_mode_does_not(project):
     run = project.play([
         {"name": "check", "module": "runbook.ops.release_event", "params": params, "check_mode": True},
         {"name": "stat", "module": "ansible.builtin.stat", "params": {"path": str(project.events)}},
-        {"name": "append", "module": "runbook.ops.release_event", "params": params}])
+        {"name": "append", "module": "runbook.ops.release_event", "params": params},
+        {"name": "history only", "module": INFO, "params": {"project_dir": str(project.dir), "containers": False}}])
     assert run.task("check")["result"]["event"]["event"] == "gate"
     assert run.task("stat")["result"]["stat"]["exists"] is False
     event = run.task("append")["result"]["event"]
     lines = project.events.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0]) == event and event["detail"] == {"gate": "http", "status": 503}
     assert oct(project.events.stat().st_mode & 0o777) == "0o600"
+    history_only = run.task("history only")["result"]
+    assert (history_only["releases"], history_only["current"], history_only["drift"], history_only["containers"],
+            history_only["rollback_plan"]) == ([], None, [], [], None)
