@@ -138,12 +138,15 @@ def project_scoped_volumes(text):
 
 
 def default_project_name(directory, flavor):
-    """Compose's project name from the directory name: v1 keeps ``[a-z0-9]``, v2 also ``_`` and ``-``
-    (and drops leading ones)."""
-    name = os.path.basename(os.path.normpath(directory)).lower()
-    if flavor == "v1":
-        return re.sub(r"[^a-z0-9]", "", name)
-    return re.sub(r"^[^a-z0-9]+", "", re.sub(r"[^a-z0-9_-]", "", name))
+    """Compose's project name from the directory name."""
+    return normalize_project_name(os.path.basename(os.path.normpath(directory)), flavor)
+
+
+def normalize_project_name(name, flavor):
+    """Both keep ``[a-z0-9_-]`` of the lower-cased name (v1's get_project_name); v2 also drops leading
+    ``_`` and ``-`` (compose-go's NormalizeProjectName)."""
+    name = re.sub(r"[^a-z0-9_-]", "", name.lower())
+    return name if flavor == "v1" else name.lstrip("_-")
 
 
 def discover_files(project_dir):
@@ -262,7 +265,7 @@ class ComposeCLI:
         env = EnvFile.load(self.env_file, missing_ok=True)
         from_env = env.get("COMPOSE_PROJECT_NAME")
         if from_env:
-            return from_env
+            return normalize_project_name(from_env, self.flavor or "v2")
         if not self.flavor and default_project_name(self.project_dir, "v1") != default_project_name(self.project_dir, "v2"):
             self.select()  # the two rules disagree on this directory's name: ask which Compose runs
         return default_project_name(self.project_dir, self.flavor or "v2")

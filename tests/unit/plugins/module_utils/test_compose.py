@@ -102,9 +102,10 @@ def test_named_volumes_scoped_by_the_project_name():
 
 
 @pytest.mark.parametrize("directory, v1, v2", [
-    ("/srv/my-app_2", "myapp2", "my-app_2"),
+    ("/srv/my-app_2", "my-app_2", "my-app_2"),
     ("/srv/App", "app", "app"),
-    ("/srv/_odd.name/", "oddname", "oddname"),
+    ("/srv/_odd.name/", "_oddname", "oddname"),
+    ("/tmp/rbops-d-1f2e", "rbops-d-1f2e", "rbops-d-1f2e"),
 ])
 def test_default_project_names(directory, v1, v2):
     assert _compose.default_project_name(directory, "v1") == v1
