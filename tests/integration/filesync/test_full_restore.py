@@ -146,40 +146,6 @@ def test_a_failed_step_starts_the_writers_and_is_reported(managed_service, playb
     assert custom_stats(run, "runbook_full_restore")["report_files"]["json"].endswith(".json")
 
 
-def test_compose_writer_and_database_only(managed_service, playbook, tmp_path, custom_stats):
-    """The Compose writer (v1 here: `docker compose` is missing) stops and starts the services around the database
-    restore; the files and configuration steps are left out."""
-    service = managed_service()
-    service.add_items(10)
-    project, fake_bin, calls = tmp_path / "project", tmp_path / "bin", tmp_path / "compose-calls.log"
-    project.mkdir()
-    fake_bin.mkdir()
-    (fake_bin / "docker").write_text("#!/bin/sh\necho 'docker: unknown command: compose' >&2\nexit 125\n")
-    (fake_bin / "docker-compose").write_text(
-        "#!/bin/sh\necho \"$(pwd) $*\" >>%s\n" % calls
-        + "case \"$*\" in version) echo 'docker-compose version 1.29.2';; *' stop '*) exec %s stop %s;;"
-        " *' start '*) exec %s start %s;; esac\n" % (CTL_PATH, service.svc.env_file, CTL_PATH, service.svc.env_file))
-    for name in ("docker", "docker-compose"):
-        os.chmod(fake_bin / name, 0o755)
-    host_vars = full_restore_vars(service, tmp_path, {}, restore_force=True, full_restore_writer="compose",
-                                  full_restore_compose_project_dir=str(project), full_restore_compose_services=["web"],
-                                  full_restore_compose_files=["compose.yml"],
-                                  full_restore_writer_environment={"PYTHON": sys.executable,
-                                                                   "PATH": "%s:%s" % (fake_bin, os.environ["PATH"])},
-                                  full_restore_files_path="", full_restore_config_src="", full_restore_report_dir="")
-    assert playbook("backup.yml", host_vars).rc == 0
-    service.delete_items_sqlite()
-    run = playbook("full_restore.yml", host_vars)
-    assert run.rc == 0, run.output[-4000:]
-    assert calls.read_text().splitlines()[-2:] == ["%s -f compose.yml stop web" % project,
-                                                   "%s -f compose.yml start web" % project]
-    assert service.running and service.item_count() == 10
-    found = findings(custom_stats(run, "runbook_full_restore"))
-    assert found["restore uploaded files"]["detail"] == "not part of this restore"
-    assert found["RPO files"]["state"] == "ok" and found["stop writers"]["state"] == "ok"
-    assert custom_stats(run, "runbook_full_restore")["report_files"] is None
-
-
 @pytest.mark.parametrize("extra, message", [
     ({"full_restore_writer": "process", "full_restore_stop_command": []}, "'process' needs full_restore_stop_command"),
     ({"full_restore_database": False, "full_restore_files_path": "", "full_restore_config_src": ""},

@@ -226,43 +226,6 @@ def test_backup_role_checks_the_backup_it_wrote_not_the_latest(playbook, tmp_pat
     assert custom_stats(run, "runbook_backup")["id"] != later_id
 
 
-def test_compose_writer_v1_is_detected_and_used(managed_service, playbook, tmp_path):
-    """Without `docker compose` (v2), `docker-compose` (v1) stops and starts the services in the project dir."""
-    service = managed_service()
-    service.add_items(4)
-    project = tmp_path / "project"
-    project.mkdir()
-    calls = tmp_path / "compose-calls.log"
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "docker").write_text("#!/bin/sh\necho 'docker: unknown command: compose' >&2\nexit 125\n")
-    # The fake Compose v1 records its cwd and arguments and stops/starts the sample service.
-    (fake_bin / "docker-compose").write_text(
-        "#!/bin/sh\necho \"$(pwd) $*\" >>%s\n" % calls
-        + "case \"$*\" in version) echo 'docker-compose version 1.29.2';; *' stop '*) exec %s stop %s;;"
-        " *' start '*) exec %s start %s;; esac\n" % (service_ctl(), service.svc.env_file, service_ctl(), service.svc.env_file))
-    for name in ("docker", "docker-compose"):
-        os.chmod(fake_bin / name, 0o755)
-    host_vars = service.vars()
-    host_vars.update({"restore_writer": "compose", "restore_compose_project_dir": str(project),
-                      "restore_compose_files": ["compose.yml"], "restore_compose_services": ["web", "worker"],
-                      "restore_writer_environment": {"PYTHON": host_vars["restore_writer_environment"]["PYTHON"],
-                                                     "PATH": "%s:%s" % (fake_bin, os.environ["PATH"])}})
-    assert_ok(playbook("backup.yml", host_vars))
-    service.delete_items_sqlite()
-    run = playbook("restore.yml", host_vars, extra_vars={"restore_force": True})
-    assert_ok(run)
-    lines = calls.read_text().splitlines()
-    assert "%s -f compose.yml stop web worker" % project in lines
-    assert "%s -f compose.yml start web worker" % project in lines
-    assert service.running and service.item_count() == 4
-
-
-def service_ctl():
-    from sample_service_fixture import CTL_PATH
-    return CTL_PATH
-
-
 @pytest.mark.parametrize("playbook_name, host_vars, message", [
     ("backup.yml", {}, "missing required arguments: backup_engine, backup_service, backup_store"),
     ("backup.yml", {"backup_service": "app", "backup_engine": "sqlite", "backup_store": {"type": "local", "path": "/tmp"}},
