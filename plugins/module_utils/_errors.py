@@ -115,3 +115,9 @@ def handle_termination():
 
     signal.signal(signal.SIGTERM, terminate)
     sys.excepthook = report
+
+
+class ComposeError(RunbookError):
+    """A Compose project could not be deployed, rolled back, restarted, scaled, stopped or started, or its
+    release history could not be read or written.  ``details`` may carry the release records and containers
+    (never an env value other than the managed variables)."""
