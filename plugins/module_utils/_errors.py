@@ -121,3 +121,12 @@ class ComposeError(RunbookError):
     """A Compose project could not be deployed, rolled back, restarted, scaled, stopped or started, or its
     release history could not be read or written.  ``details`` may carry the release records and containers
     (never an env value other than the managed variables)."""
+
+
+class WatchError(RunbookError):
+    """A watch of a deployed project (release_watch) was asked for with options that make no sense."""
+
+
+class NginxError(RunbookError):
+    """An nginx upstream file could not be read, changed, tested or reloaded; a change that failed
+    its test or reload was written back as it was."""

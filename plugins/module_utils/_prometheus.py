@@ -621,36 +621,48 @@ ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5,*/*;q=
 MAX_SCRAPE_BYTES = 32 * 1024 * 1024
 
 
-def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetch=None):
-    """Fetch ``target`` (a _probe_target.ProbeTarget) once, parse it and evaluate ``checks`` (MetricCheck list).
+def scrape(target, fetch=None):
+    """Fetch ``target`` (a _probe_target.ProbeTarget) once and parse it.
 
-    Returns a report dict (url, status, latency_ms, cert, state, reasons, checks, samples,
-    parse_errors, series, summary, msg, failed).
+    Returns ``(report, exposition)``: ``report`` has url, status, latency_ms, cert, reasons,
+    parse_errors, series and ``state`` (of the endpoint itself: critical when it cannot be reached,
+    answers another status, is truncated or holds no samples); ``exposition`` is None when critical.
     """
     if not any(name.lower() == "accept" for name in target.headers):
         target.headers["Accept"] = ACCEPT
     response = (fetch or _http.fetch)(target, max_body_bytes=MAX_SCRAPE_BYTES)
     endpoint = _probe.evaluate(target, response)
     report = {"url": endpoint["url"], "status": endpoint["status"], "latency_ms": endpoint["latency_ms"],
-              "cert": endpoint["cert"], "reasons": list(endpoint["reasons"]), "checks": [], "samples": {},
-              "parse_errors": [], "series": 0}
-    endpoint_state = endpoint["state"]
-    exposition = None
-    if endpoint_state != "critical":
-        exposition = parse(response.text())
-        report["series"] = len(exposition.samples)
-        report["parse_errors"] = exposition.errors[:20]
-        if response.truncated:
-            endpoint_state = "critical"
-            report["reasons"].append("metrics body larger than %d bytes; refusing to judge a partial scrape"
-                                     % MAX_SCRAPE_BYTES)
-        elif not exposition.samples:
-            endpoint_state = "critical"
-            first = ("; first problem: " + exposition.errors[0]) if exposition.errors else ""
-            report["reasons"].append("response is not Prometheus text: no samples found%s" % first)
-        elif exposition.errors:
-            report["reasons"].append("%d line(s) could not be parsed and were skipped; first: %s"
-                                     % (len(exposition.errors), exposition.errors[0]))
+              "cert": endpoint["cert"], "reasons": list(endpoint["reasons"]), "parse_errors": [], "series": 0,
+              "state": endpoint["state"]}
+    if report["state"] == "critical":
+        return report, None
+    exposition = parse(response.text())
+    report["series"] = len(exposition.samples)
+    report["parse_errors"] = exposition.errors[:20]
+    if response.truncated:
+        report["state"] = "critical"
+        report["reasons"].append("metrics body larger than %d bytes; refusing to judge a partial scrape"
+                                 % MAX_SCRAPE_BYTES)
+    elif not exposition.samples:
+        report["state"] = "critical"
+        first = ("; first problem: " + exposition.errors[0]) if exposition.errors else ""
+        report["reasons"].append("response is not Prometheus text: no samples found%s" % first)
+    elif exposition.errors:
+        report["reasons"].append("%d line(s) could not be parsed and were skipped; first: %s"
+                                 % (len(exposition.errors), exposition.errors[0]))
+    return report, (None if report["state"] == "critical" else exposition)
+
+
+def scrape_and_check(target, checks, return_samples=(), fail_on="critical", fetch=None):
+    """Fetch ``target`` (a _probe_target.ProbeTarget) once, parse it and evaluate ``checks`` (MetricCheck list).
+
+    Returns a report dict (url, status, latency_ms, cert, state, reasons, checks, samples,
+    parse_errors, series, summary, msg, failed).
+    """
+    report, exposition = scrape(target, fetch)
+    endpoint_state = report.pop("state")
+    report.update(checks=[], samples={})
     if endpoint_state == "critical":
         cause = "; ".join(report["reasons"]) or "metrics unavailable"
         for check in checks:
