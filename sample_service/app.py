@@ -9,7 +9,7 @@ encrypted with ENCRYPTION_KEY, data in SQLite or PostgreSQL, a single-writer loc
 DATA_DIR and job logs under DATA_DIR/logs/jobs/.  Configured only by environment variables
 (optionally read from ``--env-file``).  See README.md next to this file.
 
-Usage: python app.py [--env-file PATH] [serve|check|healthcheck|settings|seed|reencrypt] ...
+Usage: python app.py [--env-file PATH] [serve|worker|migrate|check|healthcheck|settings|seed|reencrypt] ...
 """
 
 import argparse
@@ -38,6 +38,8 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_JOB_DURATION = 60.0
 TRUE_WORDS = ("1", "true", "yes", "on")
 
+# Migration 1: the original schema (CREATE ... IF NOT EXISTS, so a database made before migrations
+# existed is adopted as head 1).
 SCHEMA = {
     "sqlite": (
         "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
@@ -54,6 +56,28 @@ SCHEMA = {
 }
 
 
+# Migration 2: a `tags` table with three rows and an `items.tag` column set on every item.  It writes rows,
+# so a data-aware rollback can be seen: after restoring the pre-deploy backup they are gone.
+MIGRATION_2 = {
+    "sqlite": (
+        "CREATE TABLE tags (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL)",
+        "ALTER TABLE items ADD COLUMN tag TEXT",
+    ),
+    "postgresql": (
+        "CREATE TABLE tags (id SERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL)",
+        "ALTER TABLE items ADD COLUMN tag TEXT",
+    ),
+}
+MIGRATION_2_TAGS = ("default", "important", "archive")
+
+MIGRATIONS_TABLE = {
+    "sqlite": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    "postgresql": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+}
+# Any constant: migrations on PostgreSQL take this transaction-level advisory lock, so two migrators serialise.
+PG_MIGRATION_LOCK = 7130809
+
+
 class ConfigError(Exception):
     """Bad or missing configuration: the process exits with EXIT_CONFIG."""
 
@@ -64,6 +88,10 @@ class DatabaseError(Exception):
 
 class DecryptError(Exception):
     """A stored secret cannot be decrypted with the configured ENCRYPTION_KEY."""
+
+
+class MigrationError(Exception):
+    """A migration failed; its transaction was rolled back.  The message names the head the database stays at."""
 
 
 def now_iso():
@@ -142,6 +170,16 @@ class Settings:
         except ValueError:
             raise ConfigError("STARTUP_DELAY must be a number of seconds") from None
         self.fail_ready = env.get("FAIL_READY", "").lower() in TRUE_WORDS
+        head = (env.get("SCHEMA_HEAD") or "1").strip()
+        if not head.isdigit() or not 1 <= int(head) <= len(MIGRATIONS):
+            raise ConfigError("SCHEMA_HEAD must be a migration number from 1 to %d, got %r" % (len(MIGRATIONS), head))
+        self.schema_head = int(head)
+        self.migration_fail = env.get("MIGRATION_FAIL", "").lower() in TRUE_WORDS
+        crash_after = (env.get("CRASH_AFTER") or "").strip()
+        try:
+            self.crash_after = float(crash_after) if crash_after else 0.0
+        except ValueError:
+            raise ConfigError("CRASH_AFTER must be a number of seconds") from None
 
     @property
     def lock_path(self):
@@ -248,6 +286,10 @@ class LockHeld(Exception):
     """Another process holds the single-writer lock."""
 
 
+class SchemaBehind(Exception):
+    """The database's schema head is older than this build's SCHEMA_HEAD: serve/worker refuse to start."""
+
+
 # --------------------------------------------------------------------------- database
 
 class Database:
@@ -272,13 +314,19 @@ class Database:
     def display(self):
         return redact_url(self.url)
 
-    def _connect(self, create=False):
+    def _connect(self, create=False, ddl=False):
         if self.kind == "sqlite":
             if create and not os.path.exists(self.path):
                 ensure_private_dir(os.path.dirname(self.path))
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             # mode=rw: a missing file is an error, not a new empty database.
             uri = "file:%s?mode=rw" % urllib.parse.quote(self.path)
+            if ddl:
+                # sqlite3 does not open a transaction before DDL by itself: begin one explicitly, so a
+                # migration's CREATE/ALTER statements are rolled back with its rows when it fails.
+                conn = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None)
+                conn.execute("BEGIN IMMEDIATE")
+                return conn
             return sqlite3.connect(uri, uri=True, timeout=10)
         try:
             import psycopg2  # pylint: disable=import-outside-toplevel
@@ -289,10 +337,12 @@ class Database:
     def _sql(self, statement):
         return statement.replace("?", "%s") if self.kind == "postgresql" else statement
 
-    def run(self, work, create=False):
-        """Call work(cursor, sql) in one transaction; commit on success, roll back on error."""
+    def run(self, work, create=False, ddl=False):
+        """Call work(cursor, sql) in one transaction; commit on success, roll back on error.
+
+        ddl=True: the transaction also covers schema changes (SQLite: BEGIN IMMEDIATE)."""
         try:
-            conn = self._connect(create=create)
+            conn = self._connect(create=create, ddl=ddl)
         except DatabaseError:
             raise
         except Exception as exc:  # sqlite3.Error, psycopg2.Error: both carry a safe message
@@ -302,7 +352,7 @@ class Database:
             result = work(cursor, self._sql)
             conn.commit()
             return result
-        except (DecryptError, ValueError):
+        except (DecryptError, ValueError, MigrationError):
             conn.rollback()
             raise
         except Exception as exc:
@@ -324,18 +374,72 @@ class Database:
                 text = text.replace(parsed.password, "***")
         return text
 
-    def init_schema(self):
-        def work(cur, _sql):
-            for statement in SCHEMA[self.kind]:
-                cur.execute(statement)
-        self.run(work, create=True)
+    def init_schema(self, head=1):
+        """Bootstrap a database without schema: apply the migrations up to head.
+
+        A database that already has a schema (head >= 1) is left alone: moving it forward is `migrate`'s job."""
+        if self.kind == "sqlite" and not os.path.exists(self.path):
+            self.run(lambda cur, sql: None, create=True)
+        if self.schema_head() == 0:
+            self.migrate(head)
+
+    def _read_head(self, cur):
+        if self.kind == "sqlite":
+            cur.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+        else:
+            cur.execute("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_migrations'")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT MAX(version) FROM schema_migrations")
+        return cur.fetchone()[0] or 0
+
+    def schema_head(self):
+        """The newest applied migration; 0 for a database without schema (or a missing SQLite file)."""
+        if self.kind == "sqlite" and not os.path.exists(self.path):
+            return 0
+        return self.run(lambda cur, _sql: self._read_head(cur))
+
+    def migrate(self, head, fail_first=False):
+        """Apply the migrations after the current head up to head, one transaction each.
+
+        Returns (head_before, applied versions).  A database ahead of head is left alone (no downgrades).
+        fail_first: the first pending migration fails half-way inside its transaction, after its changes
+        (the MIGRATION_FAIL test knob), so the head stays where it was, wherever that is."""
+        if self.kind == "sqlite" and not os.path.exists(self.path):
+            self.run(lambda cur, sql: None, create=True)
+        before = self.schema_head()
+        applied = []
+        for version in range(before + 1, head + 1):
+            name, statements = MIGRATIONS[version - 1]
+
+            def work(cur, sql, version=version, name=name, statements=statements):
+                if self.kind == "postgresql":
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (PG_MIGRATION_LOCK,))
+                cur.execute(MIGRATIONS_TABLE[self.kind])
+                if self._read_head(cur) >= version:
+                    return False  # another migrator applied it first
+                statements(self, cur, sql)
+                # MIGRATION_FAIL: a statement that violates a constraint (applied_at NOT NULL) after the changes.
+                failing = fail_first and version == before + 1
+                cur.execute(sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
+                            (version, name, None if failing else now_iso()))
+                return True
+            try:
+                done = self.run(work, ddl=True)
+            except (DatabaseError, MigrationError) as exc:
+                raise MigrationError("migration %d (%s) failed and was rolled back, the database stays at head %d: %s%s"
+                                     % (version, name, version - 1, exc, " (MIGRATION_FAIL is set)" if fail_first else "")) from None
+            if done:
+                applied.append(version)
+        return before, applied
 
     def ping(self):
-        """Raise DatabaseError unless the database answers a query on our schema."""
+        """Raise DatabaseError unless the database answers a query on our schema; return the schema head."""
         def work(cur, _sql):
             cur.execute("SELECT COUNT(*) FROM items")
             cur.fetchone()
-        self.run(work)
+            return self._read_head(cur)
+        return self.run(work)
 
     def insert(self, cur, sql, table, columns, values):
         placeholders = ", ".join(["?"] * len(values))
@@ -348,6 +452,32 @@ class Database:
 
     def audit(self, cur, sql, event):
         self.insert(cur, sql, "audit_log", ("event", "at"), (event, now_iso()))
+
+
+def _migration_1(db, cur, _sql):
+    for statement in SCHEMA[db.kind]:
+        cur.execute(statement)
+
+
+def _migration_2(db, cur, sql):
+    for statement in MIGRATION_2[db.kind]:
+        cur.execute(statement)
+    for tag in MIGRATION_2_TAGS:
+        db.insert(cur, sql, "tags", ("name", "created_at"), (tag, now_iso()))
+    cur.execute(sql("UPDATE items SET tag = ?"), (MIGRATION_2_TAGS[0],))
+
+
+# Migration 3 (only the v4 image targets it, and fails it): an `items.priority` column.
+def _migration_3(_db, cur, _sql):
+    cur.execute("ALTER TABLE items ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+
+
+# (version - 1) -> (name, function(db, cursor, sql)): the migrations in order.
+MIGRATIONS = (
+    ("base schema", _migration_1),
+    ("tags", _migration_2),
+    ("priority", _migration_3),
+)
 
 
 # --------------------------------------------------------------------------- encryption
@@ -510,9 +640,14 @@ class Application:
         self.db.run(work)
 
     def next_queued_job(self):
+        """Claim the oldest queued job (status running); None when there is none or another worker won it."""
         def work(cur, sql):
             cur.execute(sql("SELECT id, kind FROM jobs WHERE status = ? ORDER BY id LIMIT 1"), ("queued",))
-            return cur.fetchone()
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute(sql("UPDATE jobs SET status = ? WHERE id = ? AND status = ?"), ("running", row[0], "queued"))
+            return tuple(row) if cur.rowcount == 1 else None
         return self.db.run(work)
 
     def job_worker(self):
@@ -555,9 +690,11 @@ class Application:
         if self.settings.fail_ready:
             return "FAIL_READY is set"
         try:
-            self.db.ping()
+            head = self.db.ping()
         except DatabaseError as exc:
             return "database: %s" % exc
+        if head < self.settings.schema_head:
+            return "schema: the database is at head %d, this build needs %d (run app.py migrate)" % (head, self.settings.schema_head)
         return None
 
     def gauges(self):
@@ -807,13 +944,38 @@ def take_lock(settings):
     return lock
 
 
+def require_schema(db, settings, logger):
+    """Bootstrap an empty database to SCHEMA_HEAD; refuse (SchemaBehind) a database behind it."""
+    db.init_schema(settings.schema_head)
+    head = db.schema_head()
+    if head < settings.schema_head:
+        raise SchemaBehind("the database is at schema head %d, this build (version %s) needs head %d: run `app.py migrate` first"
+                           % (head, settings.version, settings.schema_head))
+    if head > settings.schema_head:
+        logger.warning("the database is ahead of this build", database_head=head, build_head=settings.schema_head)
+    return head
+
+
+def start_crash_timer(settings, logger):
+    """CRASH_AFTER test knob: the process exits with status 1 that many seconds after it started."""
+    if settings.crash_after <= 0:
+        return
+
+    def crash():
+        logger.error("CRASH_AFTER=%g reached: exiting with status 1 (test knob)" % settings.crash_after)
+        os._exit(1)  # pylint: disable=protected-access
+    timer = threading.Timer(settings.crash_after, crash)
+    timer.daemon = True
+    timer.start()
+
+
 def cmd_serve(settings, logger, _args):
     settings.require_auth_config()
     prepare_data_dir(settings)
     lock = take_lock(settings)
     try:
         app = Application(settings, logger)
-        app.db.init_schema()
+        require_schema(app.db, settings, logger)
         app.mark_interrupted_jobs()
         app.db.run(lambda cur, sql: app.db.audit(cur, sql, "startup version=%s" % settings.version))
         if settings.startup_delay > 0:
@@ -837,6 +999,7 @@ def cmd_serve(settings, logger, _args):
         worker.start()
         logger.info("listening", host=settings.listen_host, port=server.server_address[1], version=settings.version,
                     database=app.db.display, data_dir=settings.data_dir, pid=os.getpid())
+        start_crash_timer(settings, logger)
         server.serve_forever(poll_interval=0.2)
         server.server_close()  # joins the request threads still running
         worker.join(timeout=5)
@@ -847,6 +1010,47 @@ def cmd_serve(settings, logger, _args):
         logger.info("stopped")
     finally:
         lock.release()
+    return 0
+
+
+def cmd_worker(settings, logger, _args):
+    """Only the job worker, without HTTP and without the single-writer lock: several may run at once."""
+    prepare_data_dir(settings)
+    app = Application(settings, logger)
+    require_schema(app.db, settings, logger)
+
+    def on_signal(signum, _frame):
+        logger.info("shutting down", signal=signal.Signals(signum).name)
+        app.stopping.set()
+        app.job_wakeup.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logger.info("worker started", version=settings.version, database=app.db.display, pid=os.getpid())
+    start_crash_timer(settings, logger)
+    app.job_worker()
+    logger.info("stopped")
+    return 0
+
+
+def cmd_migrate(settings, logger, args):
+    """Apply the migrations up to SCHEMA_HEAD (or --head), one transaction each; --status prints the head."""
+    db = Database(settings.database_url)
+    if args.status:
+        print(db.schema_head())
+        return 0
+    target = args.head if args.head is not None else settings.schema_head
+    if not 1 <= target <= len(MIGRATIONS):
+        raise ConfigError("--head must be a migration number from 1 to %d" % len(MIGRATIONS))
+    if db.kind == "sqlite":
+        prepare_data_dir(settings)
+    before, applied = db.migrate(target, fail_first=settings.migration_fail)
+    after = applied[-1] if applied else before
+    if applied:
+        logger.info("migrated", database=db.display, head_before=before, head_after=after, applied=",".join(map(str, applied)))
+    else:
+        logger.info("nothing to migrate", database=db.display, head=before, target=target)
+    print(json.dumps({"head_before": before, "head_after": after, "applied": applied}))
     return 0
 
 
@@ -897,7 +1101,7 @@ def cmd_seed(settings, logger, args):
     lock = take_lock(settings)
     try:
         app = Application(settings, logger)
-        app.db.init_schema()
+        app.db.init_schema(settings.schema_head)
 
         def work(cur, sql):
             for number in range(1, args.items + 1):
@@ -922,7 +1126,7 @@ def cmd_reencrypt(settings, logger, args):
     lock = take_lock(settings)
     try:
         db = Database(settings.database_url)
-        db.init_schema()
+        db.init_schema(settings.schema_head)
 
         def work(cur, sql):
             cur.execute("SELECT id, secret_enc FROM items WHERE secret_enc IS NOT NULL ORDER BY id")
@@ -945,6 +1149,10 @@ def build_parser():
     parser.add_argument("--env-file", help="dotenv file (KEY=VALUE) whose values override the environment")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the HTTP service (default)")
+    sub.add_parser("worker", help="run only the job worker (no HTTP, no single-writer lock)")
+    migrate = sub.add_parser("migrate", help="apply the schema migrations up to SCHEMA_HEAD, one transaction each")
+    migrate.add_argument("--status", action="store_true", help="print the current schema head as a bare integer and exit")
+    migrate.add_argument("--head", type=int, help="migrate to this head instead of SCHEMA_HEAD")
     sub.add_parser("check", help="exit 0 when the database answers a query")
     probe = sub.add_parser("healthcheck", help="GET a probe path of the running service; exit 0 on 2xx")
     probe.add_argument("--path", default="/healthz")
@@ -961,6 +1169,8 @@ def build_parser():
 
 COMMANDS = {
     "serve": cmd_serve,
+    "worker": cmd_worker,
+    "migrate": cmd_migrate,
     "check": cmd_check,
     "healthcheck": cmd_healthcheck,
     "settings": cmd_settings,
@@ -981,9 +1191,15 @@ def main(argv=None):
     except ConfigError as exc:
         logger.error("configuration error: %s" % exc)
         return EXIT_CONFIG
+    except SchemaBehind as exc:
+        logger.error("%s refused: %s" % (command, exc))
+        return EXIT_CONFIG
     except LockHeld as exc:
         logger.error(str(exc))
         return EXIT_LOCKED
+    except MigrationError as exc:
+        logger.error("migrate failed: %s" % exc)
+        return 1
     except (DatabaseError, DecryptError) as exc:
         logger.error("%s failed: %s" % (command, exc))
         return 1

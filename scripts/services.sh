@@ -79,6 +79,8 @@ case "${1:-start}" in
         start_redis
         start_docker
         start_s3
+        # The sample service's images for the deploy tests (built once, then cached by tag and input hash).
+        "$here/scripts/sample-images.sh"
         cat > "$state/env.sh" <<ENV
 export RBOPS_TEST_PG_HOST=127.0.0.1
 export RBOPS_TEST_PG_PORT=$PG_PORT

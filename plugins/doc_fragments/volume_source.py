@@ -21,7 +21,16 @@ options:
       - Docker named volume (a local volume); its directory is the C(Mountpoint) from C(docker volume inspect).
       - Letters, digits, C(_), C(.) and C(-), starting with a letter or digit.
       - For a restore the volume must exist (C(docker volume create)).
+      - With O(compose_project), the name of the volume in the Compose file instead.
       - Exactly one of O(volume) and O(path) is required.
+    type: str
+  compose_project:
+    description:
+      - Name of the Compose project whose volume O(volume) is. The Docker volume is the one Compose labelled
+        C(com.docker.compose.project=<compose_project>) and C(com.docker.compose.volume=<volume>), whatever name
+        Compose gave it (C(<project>_<volume>) by default, or the Compose file's C(name)). The task fails when
+        there is none (the project was never brought up) or more than one.
+      - O(label) defaults to C(<compose_project>_<volume>).
     type: str
   path:
     description:
@@ -31,7 +40,7 @@ options:
   label:
     description:
       - Name of the backups in the catalog (the C(database) part of the backup id).
-      - Defaults to O(volume), or the last component of O(path).
+      - Defaults to O(volume), C(<compose_project>_<volume>) with O(compose_project), or the last component of O(path).
     type: str
   docker_cli:
     description:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -50,6 +51,8 @@ POLL_SECONDS = 0.5
 CLI_TIMEOUT = 900  # seconds for one Compose command (a pull of a large image included)
 QUICK_TIMEOUT = 60  # version, config
 OUTPUT_TAIL_LINES = 6
+PROGRESS = re.compile(r"(Creating|Starting|Stopping|Removing|Recreating|Restarting|Pulling|Killing)\b.*\.\.\.( done)?|"
+                      r"Container \S+ +(Creating|Created|Starting|Started|Stopping|Stopped|Removing|Removed|Recreate|Recreated)")
 V1_HOST_LINKS = "host type networking can't be used with links"
 MASK_MIN_CHARS = 4  # env values shorter than this are not masked in quoted output (they would mask everything)
 
@@ -121,7 +124,8 @@ def parse_config_services(text):
     services = (data or {}).get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         raise ComposeError("compose config printed no services")
-    return {name: {"image": (spec or {}).get("image"), "build": bool((spec or {}).get("build"))}
+    return {name: {"image": (spec or {}).get("image"), "build": bool((spec or {}).get("build")),
+                   "profiles": list((spec or {}).get("profiles") or [])}
             for name, spec in services.items()}
 
 
@@ -173,7 +177,8 @@ def mask(text, values):
 
 
 def tail(text, lines=OUTPUT_TAIL_LINES):
-    kept = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    """The last lines of a command's output on one line, without Compose's progress lines."""
+    kept = [line.strip() for line in (text or "").splitlines() if line.strip() and not PROGRESS.fullmatch(line.strip())]
     return " | ".join(kept[-lines:])
 
 
@@ -194,7 +199,7 @@ class ComposeCLI:
     """The Compose command line for one project."""
 
     def __init__(self, project_dir, files=None, project_name=None, env_file=None, command="auto",
-                 docker_host=None, runner=run_process, base_env=None):
+                 docker_host=None, runner=run_process, base_env=None, which=shutil.which):
         if command not in COMMAND_CHOICES:
             raise ComposeError("compose_command must be one of %s, got %s" % (", ".join(COMMAND_CHOICES), command))
         self.project_dir = os.path.abspath(project_dir)
@@ -205,6 +210,7 @@ class ComposeCLI:
         self.requested = command
         self.docker_host = docker_host
         self.runner = runner
+        self.which = which
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.managed = set()  # variables removed from the environment Compose gets
         self.masked = ()  # env values hidden in quoted output
@@ -214,19 +220,31 @@ class ComposeCLI:
         self._project_name = project_name
 
     # which Compose ---------------------------------------------------------------------------
-    def select(self):
-        """Find the Compose CLI (once): ``(flavor, version)``."""
-        if self.flavor:
+    def select(self, need_version=False):
+        """Find the Compose CLI (once): ``(flavor, version)``.
+
+        v2 answers ``docker compose version`` in milliseconds; v1 is a Python program that takes a second or more
+        to start, so it is taken when ``docker-compose`` is on the PATH and asked its version only when
+        ``need_version``.  A broken v1 then fails at its first real command, with its own message.
+        """
+        if self.flavor and (self.version or not need_version):
             return self.flavor, self.version
         tried = []
-        for flavor in (("v2", "v1") if self.requested == "auto" else (self.requested,)):
+        for flavor in ((self.flavor,) if self.flavor else ("v2", "v1") if self.requested == "auto" else (self.requested,)):
+            if flavor == "v1" and not need_version:
+                if self.which(COMMANDS["v1"][0], path=self._env().get("PATH")):
+                    self.flavor = flavor
+                    return flavor, None
+                tried.append("docker-compose (v1): not found on the PATH")
+                continue
             rc, out, err = self.runner(list(COMMANDS[flavor]) + ["version", "--short"], self._env(), self.project_dir,
                                        QUICK_TIMEOUT)
             version = parse_version(out) if rc == 0 else None
             if version:
                 self.flavor, self.version = flavor, version
                 return flavor, version
-            tried.append("%s (%s): %s" % (" ".join(COMMANDS[flavor]), flavor, tail(err or out, 1) or "rc %d" % rc))
+            tried.append("%s (%s): %s" % (" ".join(COMMANDS[flavor]), flavor,
+                                          (parse_lines(err or out) or ["exit code %d" % rc])[0]))
         raise ComposeError("no usable Compose command: " + "; ".join(tried))
 
     @property
@@ -292,6 +310,9 @@ class ComposeCLI:
         not the project's named volumes, so with such volumes it is refused instead.
         """
         args = ["run", "--rm", "--no-deps", "-T", service] + list(command)
+        if self.flavor == "v1" and self.scoped_volumes == []:
+            # known to be safe under the other name, and it cannot meet the links problem there
+            return self.run(args, overrides, what=what, check=False, project_name=self.project_name + "oneoff")
         rc, out, err = self.run(args, overrides, what=what, check=False)
         if rc != 0 and self.flavor == "v1" and V1_HOST_LINKS in (err + out):
             if self.scoped_volumes is None:
@@ -316,7 +337,7 @@ def container_facts(attrs):
 def public_container(record):
     """A container as the module returns it."""
     return {key: record.get(key) for key in ("name", "id", "service", "status", "health", "restart_count",
-                                             "image", "image_id", "state", "detail")}
+                                             "started_at", "image", "image_id", "state", "detail")}
 
 
 def gate(records, now, grace, baseline, services, rules=None):
@@ -404,6 +425,7 @@ class ComposeRelease:
         self.warnings = []
         current = self.history.current()
         self.cli.managed = set((current or {}).get("variables") or {}) | ({tag_variable} if tag_variable else set())
+        self.load_env()
 
     @property
     def engine(self):
@@ -413,15 +435,23 @@ class ComposeRelease:
 
     # shared steps ----------------------------------------------------------------------------
     def lock(self):
-        """The project's deploy lock (None in check mode: a check takes no lock that stays)."""
+        """The project's deploy lock; the history is read again once it is held (another run may have written
+        it while this one waited).  A check takes no lock: it would leave a lock file behind."""
         if self.check_mode:
             return _NoLock()
         _files.make_private_dirs(self.state_dir)
-        return _ProjectLock(os.path.join(self.state_dir, _releases.LOCK_NAME), self.lock_timeout)
+        return _ProjectLock(os.path.join(self.state_dir, _releases.LOCK_NAME), self.lock_timeout, on_enter=self.reload)
+
+    def reload(self):
+        self.history = _releases.ReleaseHistory.load(self.state_dir)
+        current = self.history.current()
+        self.cli.managed |= set((current or {}).get("variables") or {})
+        self.load_env()
 
     def load_env(self):
+        """The env file; its values other than the managed variables are masked in any Compose output quoted."""
         env = EnvFile.load(self.cli.env_file, missing_ok=True)
-        self.cli.masked = tuple(value for value in env.as_dict().values() if value)
+        self.cli.masked = tuple(value for key, value in env.as_dict().items() if value and key not in self.cli.managed)
         return env
 
     def containers(self, services=None):
@@ -452,8 +482,8 @@ class ComposeRelease:
         """``{service: {image, image_id, repo_digests}}`` of what the containers run."""
         services = {}
         for record in records:
-            entry = services.setdefault(record["service"], {"image": record["image"], "image_id": record["image_id"],
-                                                           "repo_digests": []})
+            entry = services.setdefault(record["service"], {
+                "image": record["image"], "image_id": record["image_id"], "repo_digests": []})
             if entry["image_id"] != record["image_id"]:
                 entry["image_id"] = "mixed"
         for entry in services.values():
@@ -463,9 +493,12 @@ class ComposeRelease:
         return services
 
     def expected_images(self, config):
-        """``{service: {"image": ref, "image_id": id or None}}`` for the services Compose would run."""
+        """``{service: {"image": ref, "image_id": id or None}}`` for the services ``up`` starts (a service with
+        profiles starts only when its profile is asked for, which ``up`` here never does)."""
         expected = {}
         for service, spec in config.items():
+            if spec.get("profiles"):
+                continue
             found = self.engine.image(spec["image"]) if spec["image"] else None
             expected[service] = {"image": spec["image"], "image_id": found["id"] if found else None,
                                  "build": spec["build"]}
@@ -525,17 +558,17 @@ class ComposeRelease:
         if migration_head_command and not migration_service:
             raise ComposeError("migration_head_command needs migration_service")
         self.cli.managed |= set(variables)
-        env = self.load_env()
-        missing = [key for key in required_env_keys if not env.get(key)]
-        if missing:
-            raise ComposeError("the env file %s lacks required key(s) or has them empty: %s; nothing was changed"
-                               % (self.cli.env_file, ", ".join(missing)))
-        before = {key: env.get(key) for key in sorted(variables)}
-        after = {key: str(value) for key, value in sorted(variables.items())}
-        diff = {"before": _variables_text(before), "after": _variables_text(after),
-                "before_header": "%s (managed variables)" % self.cli.env_file,
-                "after_header": "%s (managed variables)" % self.cli.env_file}
         with self.lock():
+            env = self.load_env()  # read under the lock: a run that held it may have changed the file
+            missing = [key for key in required_env_keys if not env.get(key)]
+            if missing:
+                raise ComposeError("the env file %s lacks required key(s) or has them empty: %s; nothing was changed"
+                                   % (self.cli.env_file, ", ".join(missing)))
+            before = {key: env.get(key) for key in sorted(variables)}
+            after = {key: str(value) for key, value in sorted(variables.items())}
+            diff = {"before": _variables_text(before), "after": _variables_text(after),
+                    "before_header": "%s (managed variables)" % self.cli.env_file,
+                    "after_header": "%s (managed variables)" % self.cli.env_file}
             current = self.history.current()
             unchanged = self.unchanged(current, after, pull)
             if unchanged is not None:
@@ -551,7 +584,7 @@ class ComposeRelease:
                               or not any(r["service"] == s for r in records))
             if self.check_mode:
                 pulls = self.pull(expected, pull, after)
-                return self.result(True, "would deploy %s (%s): changed variables %s; services recreated %s; pulled %s%s"
+                return self.result(True, "would deploy %s (%s): changed variables %s; services recreated %s; images pulled %s%s"
                                    % (_variables_text(after, " "), self.cli.project_name, ", ".join(changed_vars) or "none",
                                       ", ".join(recreate) or "none", ", ".join(pulls) or "none",
                                       "; migration %s would run" % " ".join(migration_command) if migration_command else ""),
@@ -605,8 +638,8 @@ class ComposeRelease:
         self.history.add(record, current=save_current)
         self.history.prune(keep_releases)
         self.history.save()
-        self.event("deploy", _releases.FAILED, record["id"], {"gate": gate_name, "message": message,
-                                                             "variables": record["variables"]})
+        self.event("deploy", _releases.FAILED, record["id"], {
+            "gate": gate_name, "message": message, "variables": record["variables"]})
         raise ComposeError("release %s failed at the %s gate: %s" % (record["id"], gate_name, message),
                            changed=True, release=record, previous=current,
                            containers=[public_container(r) for r in records], releases=list(reversed(self.history.ids())),
@@ -646,7 +679,7 @@ class ComposeRelease:
             if copy:
                 _files.unlink_quietly(copy)
         record["env_hash"] = self.env_hash()
-        healthy, records, why = self.wait_healthy(sorted(config), health_timeout, grace_period)
+        healthy, records, why = self.wait_healthy(sorted(expected), health_timeout, grace_period)
         record["services"] = self.running_images(records)
         if not healthy:
             self._fail(record, "health", why, records, current, keep_releases)
@@ -695,6 +728,11 @@ class ComposeRelease:
             copy = env.write(backup=True)
             try:
                 self.cli.run(["up", "-d"] + self.scale_args(records), what="%s up -d" % self.cli.command_name)
+            except ComposeError as exc:
+                self.event("rollback", _releases.FAILED, target["id"], {
+                    "from": (leaving or {}).get("id"), "message": str(exc)})
+                raise ComposeError("rollback to %s failed: %s" % (target["id"], exc), changed=True, release=target,
+                                   previous=leaving, rollback_plan=plan) from None
             finally:
                 if copy:
                     _files.unlink_quietly(copy)
@@ -709,8 +747,9 @@ class ComposeRelease:
             target["rollbacks"][-1]["outcome"] = outcome
             self.history.save()
             message = why or (mismatch + override_hint(after) if mismatch else "")
-            self.event("rollback", outcome, target["id"], {"from": (leaving or {}).get("id"), "message": message,
-                                                            "data_rollback_needed": plan["data_rollback_needed"]})
+            self.event("rollback", outcome, target["id"], {
+                "from": (leaving or {}).get("id"), "message": message,
+                "data_rollback_needed": plan["data_rollback_needed"]})
             if outcome == _releases.FAILED:
                 raise ComposeError("rollback to %s failed: %s" % (target["id"], message), changed=True, release=target,
                                    previous=leaving, containers=[public_container(r) for r in records],
@@ -743,6 +782,12 @@ class ComposeRelease:
 
     # restarted, scaled, stopped, started -----------------------------------------------------
     def _service_list(self, services):
+        """``services`` checked, or every service; Compose's config is read only when the containers cannot tell."""
+        present = sorted({r["service"] for r in self.containers()})
+        if services and all(s in present for s in services):
+            return list(services)
+        if not services and present:
+            return present
         names = sorted(self.cli.services())
         unknown = [s for s in services or () if s not in names]
         if unknown:
@@ -766,8 +811,8 @@ class ComposeRelease:
                 for record in records:
                     self.engine.restart(record["id"], record.get("stop_timeout") or 10)
                     order.append(record["name"])
-                    healthy, now_records, why = self.wait_healthy([record["service"]], health_timeout, grace_period,
-                                                                   baseline)
+                    healthy, now_records, why = self.wait_healthy(
+                        [record["service"]], health_timeout, grace_period, baseline)
                     if not healthy:
                         self.event("restart", _releases.FAILED, self.history.current_id, {"container": record["name"],
                                                                                           "message": why})
@@ -865,12 +910,13 @@ class ComposeRelease:
     def info(self, release=None, with_containers=True):
         current = self.history.current()
         records = self.containers() if with_containers else []
+        gate(records, datetime.datetime.now(datetime.timezone.utc), 0.0, {}, [])  # rates each: state and detail
         result = {"releases": self.history.newest_first(), "current": current,
                   "last_successful": self.history.last_successful(),
                   "containers": [public_container(r) for r in records],
                   "project_name": self.cli.project_name, "state_dir": self.state_dir}
         try:
-            self.cli.select()
+            self.cli.select(need_version=True)
             result["compose_command"] = self.cli.command_name
             result["compose_version"] = self.cli.version_text
         except ComposeError as exc:
@@ -955,13 +1001,23 @@ class _NoLock:
 class _ProjectLock(_files.FileLock):
     """The deploy lock with the project's words when it is taken."""
 
+    def __init__(self, path, timeout, on_enter):
+        super().__init__(path, timeout)
+        self.on_enter = on_enter
+
     def __enter__(self):
         try:
-            return super().__enter__()
+            super().__enter__()
         except TimeoutError:
             raise ComposeError("another deploy, rollback or restart of this project holds its lock %s%s" % (
                 self.path, " (waited %s s)" % _seconds(self.timeout) if self.timeout else
                 "; set lock_timeout to wait for it")) from None
+        try:
+            self.on_enter()
+        except BaseException:
+            super().__exit__(None, None, None)
+            raise
+        return self
 
 
 __all__ = ["ComposeCLI", "ComposeEngine", "ComposeRelease", "ContainerError", "gate", "parse_version", "parse_lines",

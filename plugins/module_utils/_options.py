@@ -73,6 +73,7 @@ VOLUME_SOURCE_OPTIONS = {
     "path": {"type": "path"},
     "label": {"type": "str"},
     "docker_cli": {"type": "str", "default": "docker"},
+    "compose_project": {"type": "str"},
 }
 
 

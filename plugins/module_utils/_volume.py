@@ -3,9 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Backups of a data directory as a tarball: a Docker named volume or a host directory (BK9).
 
+A volume of a Compose project is found by the labels Compose puts on it
+(com.docker.compose.project and com.docker.compose.volume), whatever name Compose gave it.
+
 A database data directory is only consistent when its server is stopped, so both directions
 refuse while a running container mounts the directory. A backup may be told to copy anyway
-(allow_running). A restore never swaps a directory under a running container, which would keep
+(allow_running), or to stop those containers for the copy and start them again (stop_containers).
+A restore never swaps a directory under a running container, which would keep
 the directory it was started with: it stops those containers for the swap and starts them again
 (stop_containers), or refuses.
 
@@ -50,6 +54,9 @@ ENGINE = "volume"
 DUMP_FORMAT = "tar"
 TAR_BLOCK = 512
 _VOLUME_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # always with fullmatch: "$" accepts a trailing "\n"
+_COMPOSE_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")  # Compose's rule for project names
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
 # GNU tar member types that describe the next member instead of being one.
 _META_TYPES = frozenset(b"LKxgXV")
 # Member types whose payload is file content.
@@ -66,7 +73,13 @@ _TAR_ENV_OVERRIDES = {"LC_ALL": "C"}  # tar's messages end up in ours: keep them
 class VolumeSource:
     """A Docker named volume or a host directory, named for the catalog by ``label``."""
 
-    def __init__(self, volume=None, path=None, label=None, docker_cli="docker"):
+    def __init__(self, volume=None, path=None, label=None, docker_cli="docker", compose_project=None):
+        if compose_project is not None:
+            if not _COMPOSE_PROJECT_RE.fullmatch(compose_project):
+                raise ParameterError("compose_project %r is not a Compose project name (lowercase letters, digits, '_' "
+                                     "and '-', starting with a letter or digit)" % compose_project)
+            if not volume or path:
+                raise ParameterError("compose_project needs volume (the volume's name in the Compose file) and no path")
         if bool(volume) == bool(path):
             raise ParameterError("give exactly one of volume (a Docker named volume) or path (a host directory)%s"
                                  % (", not both" if volume else ""))
@@ -78,24 +91,52 @@ class VolumeSource:
             path = os.path.normpath(path)
             if path == "/":
                 raise ParameterError("path / cannot be backed up or replaced as a volume")
-        self.volume = volume
+        self.compose_project = compose_project
+        self.compose_volume = volume if compose_project else None
+        self.volume = None if compose_project else volume  # a Compose volume's Docker name is looked up
         self.path = path
         self.docker_cli = docker_cli or "docker"
-        name = label or volume or os.path.basename(path)
+        name = label or ("%s_%s" % (compose_project, volume) if compose_project else volume) or os.path.basename(path)
         self.label = manifests.legacy_label(name)  # the label is the catalog's database name of a volume
         self._directory = path
 
     @property
     def kind(self):
-        return "volume" if self.volume else "path"
+        return "path" if self.path else "volume"
 
     def describe(self):
+        if self.compose_project:
+            return "volume %s of Compose project %s%s" % (self.compose_volume, self.compose_project,
+                                                          " (Docker volume %s)" % self.volume if self.volume else "")
         return "Docker volume %s" % self.volume if self.volume else self.path
+
+    def resolve(self, error_cls):
+        """The Docker name of a Compose project's volume, found by its labels; error_cls unless exactly one."""
+        if self.volume or not self.compose_project:
+            return self.volume
+        try:
+            names = _docker(self.docker_cli, ["volume", "ls", "--quiet",
+                                              "--filter", "label=%s=%s" % (COMPOSE_PROJECT_LABEL, self.compose_project),
+                                              "--filter", "label=%s=%s" % (COMPOSE_VOLUME_LABEL, self.compose_volume)],
+                            error_cls).split()
+        except _DockerUnavailable as exc:
+            raise error_cls("cannot ask Docker about %s: %s" % (self.describe(), exc)) from None
+        if not names:
+            raise error_cls("Compose project %s has no volume %s (no Docker volume labelled %s=%s and %s=%s): is the "
+                            "project up, and is %s a volume of its Compose file?"
+                            % (self.compose_project, self.compose_volume, COMPOSE_PROJECT_LABEL, self.compose_project,
+                               COMPOSE_VOLUME_LABEL, self.compose_volume, self.compose_volume))
+        if len(names) > 1:
+            raise error_cls("%d Docker volumes are labelled as volume %s of Compose project %s (%s): give the one "
+                            "meant as volume, without compose_project" % (len(names), self.compose_volume,
+                                                                          self.compose_project, ", ".join(sorted(names))))
+        self.volume = names[0]
+        return self.volume
 
     def directory(self, error_cls):
         """The host directory holding the data (a volume's Mountpoint); ``error_cls`` on failure."""
         if self._directory is None:
-            self._directory = os.path.normpath(volume_mountpoint(self.volume, self.docker_cli, error_cls))
+            self._directory = os.path.normpath(volume_mountpoint(self.resolve(error_cls), self.docker_cli, error_cls))
         return self._directory
 
     def running_users(self, error_cls):
@@ -108,17 +149,28 @@ class VolumeSource:
         """The running containers that mount this directory ({name, id, auto_remove}, by name), or
         None when Docker cannot be asked."""
         try:
-            ids = _docker(self.docker_cli, ["ps", "--quiet", "--no-trunc"], error_cls).split()
-            if not ids:
-                return []
-            inspected = json.loads(_docker(self.docker_cli, ["inspect", "--type", "container"] + ids, error_cls))
+            inspected = self._inspect_running(error_cls)
         except _DockerUnavailable as exc:
-            if self.volume:
+            if not self.path:
                 raise error_cls("cannot ask Docker about volume %s: %s" % (self.volume, exc)) from None
             return None
         except ValueError as exc:
             raise error_cls("docker inspect returned something that is not JSON: %s" % exc) from None
         return matching_containers(inspected, self.directory(error_cls), self.volume)
+
+    def _inspect_running(self, error_cls, attempts=3):
+        """``docker inspect`` of every running container.  A container that goes away between ``docker ps``
+        and ``docker inspect`` (a busy engine) makes inspect fail: ask again."""
+        for attempt in range(attempts):
+            ids = _docker(self.docker_cli, ["ps", "--quiet", "--no-trunc"], error_cls).split()
+            if not ids:
+                return []
+            try:
+                return json.loads(_docker(self.docker_cli, ["inspect", "--type", "container"] + ids, error_cls))
+            except error_cls as exc:
+                if "no such container" not in str(exc).lower() or attempt == attempts - 1:
+                    raise
+        return []
 
     def spec(self, service, compression="zstd", compression_level=None, tmp_dir=None):
         """A VolumeSpec for the catalog and the stream code of db_backup."""
@@ -355,25 +407,62 @@ def _check_readable_directory(directory, error_cls):
         raise error_cls("directory %s is not readable" % directory)
 
 
-def plan_volume_backup(store, source, spec, allow_running=False):
+def _containers_to_stop(source, allow_running, stop_containers):
+    """The running containers a backup stops (stop_containers) or the names it copies under (allow_running);
+    LockError when it may do neither.  Returns (containers to stop, user names, whether Docker was asked)."""
+    if allow_running and stop_containers:
+        raise ParameterError("allow_running and stop_containers exclude each other: copy live, or stop the containers")
+    containers = source.running_containers(BackupError)
+    users = None if containers is None else sorted({container["name"] for container in containers})
+    if stop_containers and containers:
+        refuse_auto_removed(containers, "backing up")
+        return containers, users, True
+    refuse_running(source, users, "copied", allow_running)
+    return [], users, users is not None
+
+
+def plan_volume_backup(store, source, spec, allow_running=False, stop_containers=False):
     """Check mode: the checks of a real backup, and the object it would write."""
     directory = source.directory(BackupError)
     _check_readable_directory(directory, BackupError)
-    users = source.running_users(BackupError)
-    refuse_running(source, users, "copied", allow_running)
+    to_stop, users, checked = _containers_to_stop(source, allow_running, stop_containers)
     store.check_access(write=True)
     backup_id, key = backups.new_object(spec)
+    stopping = [container["name"] for container in to_stop]
     return {"id": backup_id, "object": key, "location": store.location(key), "directory": directory,
-            "running_containers": users or [], "containers_checked": users is not None,
-            "skipped_sockets": unix_sockets(directory)}
+            "volume": source.volume, "running_containers": [] if stopping else users or [], "containers_checked": checked,
+            "stopped_containers": stopping, "started_containers": stopping, "skipped_sockets": unix_sockets(directory)}
 
 
-def take_volume_backup(store, source, spec, allow_running=False):
-    """tar -> count -> compress -> sha256 -> store, then the manifest; returns the manifest."""
+def take_volume_backup(store, source, spec, allow_running=False, stop_containers=False, stop_timeout=30):
+    """tar -> count -> compress -> sha256 -> store, then the manifest; returns the manifest.
+
+    stop_containers: the running containers that mount the directory are stopped (``docker stop``) for
+    the copy and started again afterwards, whatever happens; the manifest names them."""
+    if stop_timeout is None or stop_timeout < 0:
+        raise ParameterError("stop_timeout must be 0 or more seconds, got %s" % stop_timeout)
     directory = source.directory(BackupError)
     _check_readable_directory(directory, BackupError)
-    users = source.running_users(BackupError)
-    refuse_running(source, users, "copied", allow_running)
+    to_stop, users, checked = _containers_to_stop(source, allow_running, stop_containers)
+    with StoppedContainers(source.docker_cli, to_stop, stop_timeout, error_cls=BackupError,
+                           undone="nothing was backed up") as paused:
+        if to_stop:
+            # One started meanwhile (or brought back by a restart policy) would write during the copy.
+            again = source.running_containers(BackupError)
+            if again:
+                raise BackupError("container%s %s started using %s while the others were stopped for the copy; nothing "
+                                  "was backed up" % ("s" if len(again) > 1 else "", ", ".join(c["name"] for c in again),
+                                                     source.describe()))
+        manifest = _copy_volume(store, source, spec, directory, [] if to_stop else users, checked,
+                                [container["name"] for container in to_stop])
+    manifest.update(paused.result())
+    if paused.start_failures:
+        raise BackupError("backed up %s as %s, but %s" % (source.describe(), manifest["id"], paused.describe()),
+                          changed=True, backup=manifest, **paused.result())
+    return manifest
+
+
+def _copy_volume(store, source, spec, directory, users, checked, stopped):
     started = manifests.utcnow()
     clock = time.monotonic()
     backup_id, key = backups.new_object(spec, started)
@@ -389,11 +478,14 @@ def take_volume_backup(store, source, spec, allow_running=False):
               "tool_versions": {"tar": tar_version()}}
     manifest = backups.write_manifest(
         store, spec, backup_id, key, stored, started, clock, "runbook.ops.volume_backup",
-        extra={"files": counter.files(), "source": {"kind": source.kind, "volume": source.volume, "directory": directory},
-               "running_containers": users or [], "containers_checked": users is not None,
+        extra={"files": counter.files(), "source": {"kind": source.kind, "volume": source.volume, "directory": directory,
+                                                    "compose_project": source.compose_project,
+                                                    "compose_volume": source.compose_volume},
+               "running_containers": users or [], "containers_checked": checked, "stopped_containers": stopped,
                "skipped_sockets": sockets})
     manifest["location"] = store.location(key)
     manifest["directory"] = directory
+    manifest["volume"] = source.volume
     return manifest
 
 
@@ -487,11 +579,16 @@ def refuse_running_restore(source, containers, stop_containers):
                         "was started with, so it would not see the restored data; stop %s first, or set "
                         "stop_containers: true to stop %s and start %s again around the swap"
                         % (source.describe(), plural, names, them, them, them))
+    refuse_auto_removed(containers, "restore")
+
+
+def refuse_auto_removed(containers, then):
+    """LockError when one of the containers to stop was started with --rm: docker stop would remove it."""
     removed = [container["name"] for container in containers if container["auto_remove"]]
     if removed:
         plural, them = ("s", "them") if len(removed) > 1 else ("", "it")
         raise LockError("container%s %s (started with --rm) would be removed by docker stop and could not be "
-                        "started again: stop %s yourself, then restore" % (plural, ", ".join(removed), them))
+                        "started again: stop %s yourself, then %s" % (plural, ", ".join(removed), them, then))
 
 
 def _refuse_newly_running(source, containers):
@@ -515,7 +612,9 @@ class StoppedContainers:
 
     _HELD = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, docker_cli, containers, timeout):
+    def __init__(self, docker_cli, containers, timeout, error_cls=RestoreError, undone="nothing was restored"):
+        self.error_cls = error_cls
+        self.undone = undone
         self.docker_cli = docker_cli
         self.containers = list(containers)
         self.timeout = timeout
@@ -527,12 +626,13 @@ class StoppedContainers:
         self._mask = None
 
     def _command(self, verb, container, *options):
+        error_cls = self.error_cls
         try:
-            _docker(self.docker_cli, [verb] + list(options) + [container["id"]], RestoreError)
+            _docker(self.docker_cli, [verb] + list(options) + [container["id"]], error_cls)
         except _DockerUnavailable as exc:
-            raise RestoreError("docker %s %s failed: %s" % (verb, container["name"], exc)) from None
-        except RestoreError as exc:
-            raise RestoreError("docker %s %s failed: %s" % (verb, container["name"], str(exc).split(": ", 1)[-1])) \
+            raise error_cls("docker %s %s failed: %s" % (verb, container["name"], exc)) from None
+        except error_cls as exc:
+            raise error_cls("docker %s %s failed: %s" % (verb, container["name"], str(exc).split(": ", 1)[-1])) \
                 from None
 
     def __enter__(self):
@@ -543,11 +643,11 @@ class StoppedContainers:
                 self._touched.append(container)
                 self._command("stop", container, "--time", str(self.timeout))
                 self.stopped.append(container)
-        except RestoreError as exc:
+        except self.error_cls as exc:
             self._start_again()
             self._release()
             text = "; %s" % self.describe() if self.started or self.start_failures else ""
-            raise RestoreError("%s; nothing was restored%s" % (exc, text), **self.result()) from None
+            raise self.error_cls("%s; %s%s" % (exc, self.undone, text), **self.result()) from None
         except BaseException:
             self._start_again()
             self._release()
@@ -559,7 +659,7 @@ class StoppedContainers:
             try:
                 self._command("start", container)
                 self.started.append(container["name"])
-            except RestoreError as exc:
+            except self.error_cls as exc:
                 self.start_failures[container["name"]] = str(exc)
 
     def _release(self):

@@ -272,6 +272,13 @@ containers:
     restart_count:
       description: Restarts by the restart policy.
       type: int
+    started_at:
+      description: The latest start, as the engine reports it.
+      type: str
+      sample: "2026-11-30T21:00:04.123456789Z"
+    state:
+      description: V(ok), V(warning) or V(critical) by the container rules; null when not rated.
+      type: str
     image:
       description: The image reference.
       type: str

@@ -23,7 +23,9 @@ description:
     these backups with O(runbook.ops.backup_info#module:engine=volume).
   - A database data directory is only consistent while its server is stopped, so the module refuses
     while a running container mounts the volume or directory, naming the containers, unless
-    O(allow_running=true).
+    O(stop_containers=true) (stop them for the copy) or O(allow_running=true) (copy live).
+  - The data volume of a Compose project's database is found with O(compose_project) and the volume's
+    name in the Compose file.
   - Retention (O(keep_last), O(keep_days)) then deletes older complete backups of the same service and label.
 author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -35,8 +37,24 @@ options:
       - Back up even while running containers mount the directory. The copy of a live database data
         directory is not consistent; use this only for data that is safe to copy live.
       - C(tar) still fails when a file changes while it is read.
+      - Excludes O(stop_containers).
     type: bool
     default: false
+  stop_containers:
+    description:
+      - Stop the running containers that mount the volume or directory (C(docker stop)), copy it, and start
+        them again (C(docker start)), also when the copy fails. RV(backup.stopped_containers) and
+        RV(backup.started_containers) say what was done. A container that does not start again fails the
+        task after the backup was stored (C(changed=true)).
+      - Containers started with C(--rm) are refused, since stopping them would remove them. A container
+        that starts using the directory while the others are stopped fails the task before the copy.
+      - SIGTERM and SIGINT are held from the first C(docker stop) until the containers run again.
+    type: bool
+    default: false
+  stop_timeout:
+    description: Seconds C(docker stop) gives each container to stop before it is killed.
+    type: int
+    default: 30
   compression:
     description: Compression of the stored tarball.
     type: str
@@ -85,6 +103,17 @@ EXAMPLES = r"""
       bucket: acme-backups
       prefix: staging
     keep_last: 7
+  become: true
+
+- name: Back up the database volume of a Compose project, its containers stopped around the copy
+  runbook.ops.volume_backup:
+    service: tasktracker
+    compose_project: tasktracker
+    volume: pgdata
+    stop_containers: true
+    store:
+      type: local
+      path: /var/backups/runbook
   become: true
 
 - name: Back up a host directory into a local store
@@ -144,6 +173,20 @@ backup:
       type: list
       elements: str
       sample: []
+    volume:
+      description: The Docker volume copied (the one found for O(compose_project)); null for O(path).
+      type: str
+      sample: tasktracker_pgdata
+    stopped_containers:
+      description: Containers stopped for the copy (O(stop_containers=true)); in check mode, those that would be.
+      type: list
+      elements: str
+      sample: [tasktracker_db_1]
+    started_containers:
+      description: Containers started again after the copy; in check mode, those that would be.
+      type: list
+      elements: str
+      sample: [tasktracker_db_1]
     skipped_sockets:
       description:
         - Unix sockets below the directory, relative to it. C(tar) leaves sockets out (the process that
@@ -175,6 +218,8 @@ def main():
         argument_spec=merged(
             STORE_OPTIONS, VOLUME_SOURCE_OPTIONS,
             allow_running={"type": "bool", "default": False},
+            stop_containers={"type": "bool", "default": False},
+            stop_timeout={"type": "int", "default": 30},
             compression={"type": "str", "choices": ["zstd", "gzip", "none"], "default": "zstd"},
             compression_level={"type": "int"},
             keep_last={"type": "int"},
@@ -190,27 +235,40 @@ def main():
         if params["keep_days"] is not None and params["keep_days"] < 0:
             raise ParameterError("keep_days must not be negative")
         source = volumes.VolumeSource(volume=params["volume"], path=params["path"], label=params["label"],
-                                      docker_cli=params["docker_cli"])
+                                      docker_cli=params["docker_cli"], compose_project=params["compose_project"])
         spec = source.spec(params["service"], params["compression"], params["compression_level"])
         store = store_from_params(params["store"])
         if module.check_mode:
-            planned = volumes.plan_volume_backup(store, source, spec, params["allow_running"])
+            planned = volumes.plan_volume_backup(store, source, spec, params["allow_running"], params["stop_containers"])
             expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"])
             _warn_unchecked(module, planned)
-            msg = "would back up %s (%s) to %s" % (source.describe(), planned["directory"], planned["location"])
+            msg = "would back up %s (%s) to %s%s" % (source.describe(), planned["directory"], planned["location"],
+                                                     _stopped_text(planned["stopped_containers"], True))
             module.exit_json(changed=True, backup=planned, deleted=[e.backup_id for e in expired], msg=msg)
-        manifest = volumes.take_volume_backup(store, source, spec, params["allow_running"])
+        manifest = volumes.take_volume_backup(store, source, spec, params["allow_running"], params["stop_containers"],
+                                              params["stop_timeout"])
         expired = backups.expired_backups(store, spec, params["keep_last"], params["keep_days"],
                                           protect={manifest["id"]})
         deleted = backups.delete_backups(store, expired)
     except RunbookError as exc:
         fail_with(module, exc)
     _warn_unchecked(module, manifest)
+    deferred = manifest.pop("deferred_signals", None)
+    if deferred:
+        module.warn("%s arrived while containers were stopped for the copy: the backup was finished and the "
+                    "containers started again first" % " and ".join(deferred))
     module.exit_json(changed=True, backup=manifest, deleted=deleted,
-                     msg="backed up %s to %s (%d entries, %d bytes stored) in %.1fs%s"
+                     msg="backed up %s to %s (%d entries, %d bytes stored) in %.1fs%s%s"
                      % (source.describe(), manifest["location"], manifest["files"]["count"], manifest["size"],
-                        manifest["duration_seconds"],
+                        manifest["duration_seconds"], _stopped_text(manifest.get("stopped_containers"), False),
                         "; retention deleted %d older backups" % len(deleted) if deleted else ""))
+
+
+def _stopped_text(names, check_mode):
+    if not names:
+        return ""
+    return "; %s container%s %s for the copy" % ("would stop and start again" if check_mode else "stopped and started again",
+                                                 "s" if len(names) > 1 else "", ", ".join(names))
 
 
 def _warn_unchecked(module, planned):

@@ -105,6 +105,18 @@ EXAMPLES = r"""
       prefix: staging
   become: true
 
+- name: Restore the database volume of a Compose project (found by its Compose labels)
+  runbook.ops.volume_restore:
+    service: tasktracker
+    compose_project: tasktracker
+    volume: pgdata
+    force: true
+    stop_containers: true
+    store:
+      type: local
+      path: /var/backups/runbook
+  become: true
+
 - name: Check that a given backup unpacks cleanly, without touching the directory
   runbook.ops.volume_restore:
     service: s3desk
@@ -224,7 +236,7 @@ def main():
     try:
         backups.require_libraries(store_type=params["store"]["type"])
         source = volumes.VolumeSource(volume=params["volume"], path=params["path"], label=params["label"],
-                                      docker_cli=params["docker_cli"])
+                                      docker_cli=params["docker_cli"], compose_project=params["compose_project"])
         spec = source.spec(params["service"])
         store = store_from_params(params["store"])
         result = volumes.restore_volume(

@@ -35,7 +35,7 @@ CTL_PATH = os.path.join(REPO_ROOT, "sample_service", "ctl.sh")
 # Settings the service reads: never inherited from the test runner's environment.
 SERVICE_ENV_KEYS = ("LISTEN_HOST", "PORT", "DATA_DIR", "DATABASE_URL", "SERVICE_NAME", "API_TOKEN", "API_TOKEN_PREVIOUS",
                     "AUTH_DISABLED", "ENCRYPTION_KEY", "ALLOWED_HOSTS", "METRICS_SECRET", "LOG_FORMAT", "VERSION",
-                    "STARTUP_DELAY", "FAIL_READY")
+                    "STARTUP_DELAY", "FAIL_READY", "SCHEMA_HEAD", "MIGRATION_FAIL", "CRASH_AFTER")
 
 
 def free_port():

@@ -197,7 +197,7 @@ def test_postgresql_mode(sample_service, pg_conn_params, pg_database, pg_connect
     conn = pg_connect(pg_database)
     with conn.cursor() as cur:
         cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
-        assert [r[0] for r in cur.fetchall()] == ["audit_log", "items", "jobs"]
+        assert [r[0] for r in cur.fetchall()] == ["audit_log", "items", "jobs", "schema_migrations"]
         cur.execute("SELECT secret_enc FROM items WHERE id = 1")
         assert Fernet(svc.encryption_key.encode()).decrypt(cur.fetchone()[0].encode()) == b"pg-secret"
     assert not os.path.exists(os.path.join(svc.data_dir, "app.db"))

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from ansible_collections.runbook.ops.plugins.module_utils import _volume as volumes
-from ansible_collections.runbook.ops.plugins.module_utils._errors import LockError, ParameterError, RestoreError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import BackupError, LockError, ParameterError, RestoreError
 
 # `docker inspect --type container` of a busybox container started with
 # `-v rbops-capture:/data -v /tmp/bbctx:/ctx:ro` on Docker 20.10.24 (Debian 12), cut to the keys
@@ -351,3 +351,77 @@ def test_previous_names_never_collide(tmp_path):
     os.mkdir(first)
     second = volumes.previous_name(str(tmp_path / "data"))
     assert second != first and second.startswith(first + "-")
+
+
+# --- Compose project volumes and backups with stopped containers ---------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"compose_project": "App", "volume": "pgdata"}, "not a Compose project name"),
+    ({"compose_project": "app\n", "volume": "pgdata"}, "not a Compose project name"),
+    ({"compose_project": "app"}, "compose_project needs volume"),
+    ({"compose_project": "app", "path": "/srv/data"}, "compose_project needs volume"),
+])
+def test_bad_compose_sources_are_refused(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        volumes.VolumeSource(**kwargs)
+
+
+def fake_volume_ls(tmp_path, names):
+    """A docker CLI stand-in whose `volume ls` prints ``names`` and logs its arguments."""
+    log = tmp_path / "docker.log"
+    script = tmp_path / "docker"
+    script.write_text("#!/bin/sh\necho \"$@\" >> %s\nprintf '%s'\n" % (log, "".join(n + "\\n" for n in names)))
+    script.chmod(0o755)
+    return str(script), log
+
+
+def test_a_compose_volume_is_found_by_its_labels(tmp_path):
+    cli, log = fake_volume_ls(tmp_path, ["shop_pgdata"])
+    source = volumes.VolumeSource(volume="pgdata", compose_project="shop", docker_cli=cli)
+    assert source.label == "shop_pgdata" and source.kind == "volume"
+    assert source.describe() == "volume pgdata of Compose project shop"
+    assert source.resolve(BackupError) == "shop_pgdata"
+    assert source.describe() == "volume pgdata of Compose project shop (Docker volume shop_pgdata)"
+    assert log.read_text().split() == ["volume", "ls", "--quiet", "--filter", "label=com.docker.compose.project=shop",
+                                       "--filter", "label=com.docker.compose.volume=pgdata"]
+    source.resolve(BackupError)
+    assert len(log.read_text().splitlines()) == 1  # asked once
+
+
+@pytest.mark.parametrize("names, message", [
+    ([], r"Compose project shop has no volume pgdata \(no Docker volume labelled com.docker.compose.project=shop "
+         r"and com.docker.compose.volume=pgdata\): is the project up"),
+    (["a_pgdata", "b_pgdata"], r"2 Docker volumes are labelled as volume pgdata of Compose project shop "
+                               r"\(a_pgdata, b_pgdata\)"),
+])
+def test_a_compose_volume_must_be_found_exactly_once(tmp_path, names, message):
+    cli, _log = fake_volume_ls(tmp_path, names)
+    with pytest.raises(RestoreError, match=message):
+        volumes.VolumeSource(volume="pgdata", compose_project="shop", docker_cli=cli).directory(RestoreError)
+
+
+def test_stopped_containers_speak_as_a_backup_when_asked(tmp_path):
+    cli, log = fake_docker(tmp_path, "stop")
+    with pytest.raises(BackupError, match=r"^docker stop db failed: Error: stop refused; nothing was backed up; "
+                                          r"stopped and started again: db$"):
+        with volumes.StoppedContainers(cli, [{"name": "db", "id": "abc", "auto_remove": False}], 5,
+                                       error_cls=BackupError, undone="nothing was backed up"):
+            raise AssertionError("not reached")
+    assert log.read_text().splitlines() == ["stop --time 5 abc", "start abc"]
+
+
+def test_a_backup_refuses_to_stop_auto_removed_containers():
+    with pytest.raises(LockError, match=r"container tmp \(started with --rm\) would be removed .* then backing up"):
+        volumes.refuse_auto_removed([{"name": "tmp", "id": "2" * 64, "auto_remove": True}], "backing up")
+
+
+def test_a_container_gone_between_ps_and_inspect_is_asked_again(tmp_path):
+    """`docker ps` lists a container that exits before `docker inspect`: the second round succeeds."""
+    state = tmp_path / "inspected"
+    script = tmp_path / "docker"
+    script.write_text("#!/bin/sh\nif [ \"$1\" = ps ]; then echo abc; exit 0; fi\n"
+                      "if [ ! -e %s ]; then touch %s; echo 'Error: No such container: abc' >&2; exit 1; fi\n"
+                      "echo '[]'\n" % (state, state))
+    script.chmod(0o755)
+    source = volumes.VolumeSource(path=str(tmp_path), docker_cli=str(script))
+    assert source.running_containers(BackupError) == []
