@@ -16,6 +16,7 @@ import json
 import os
 import re
 import time
+import uuid
 
 import pytest
 import yaml
@@ -48,7 +49,7 @@ def project_vars(project, **extra):
         "deploy_project_dir": project.dir,
         "deploy_project_name": project.name,
         "deploy_compose_command": "v1",
-        "deploy_migration_service": "api",
+        "deploy_migration_service": "migrate",
         "deploy_migration_command": MIGRATE,
         "deploy_migration_head_command": MIGRATE + ["--status"],
         "deploy_required_env_keys": ["API_TOKEN", "ENCRYPTION_KEY", "DATABASE_URL"],
@@ -147,6 +148,21 @@ def failure_message(run):
 
 
 @pytest.fixture()
+def tags(sample_images):
+    """Test-own tags of rbops-sample:v1..v5 ({"v1": "dt-<hex>-v1", ...}): the releases keep pointing at the images
+    of this run even when scripts/sample-images.sh rebuilds the versions meanwhile; removed after the test."""
+    from deploy_testlib import docker
+
+    prefix = "dt-%s-" % uuid.uuid4().hex[:8]
+    pinned = {}
+    for version in sample_images["tags"]:
+        docker("tag", "rbops-sample:" + version, "rbops-sample:" + prefix + version)
+        pinned[version] = prefix + version
+    yield pinned
+    docker("rmi", *["rbops-sample:" + tag for tag in pinned.values()], check=False)
+
+
+@pytest.fixture()
 def drop_pre_restore_databases(pg_connect):
     """Drop the databases a swap restore keeps (<database>_pre_restore_<stamp>) for the given names."""
     names = []
@@ -160,11 +176,12 @@ def drop_pre_restore_databases(pg_connect):
 
 
 # tests -----------------------------------------------------------------------------------------------
-def test_deploy_failures_rollback_and_data_aware_rollback(tmp_path, compose_project, pg_conn_params, drop_pre_restore_databases):
+def test_deploy_failures_rollback_and_data_aware_rollback(tmp_path, compose_project, tags, pg_conn_params,
+                                                          drop_pre_restore_databases):
     """v1; v4 whose migration fails switches nothing; v2 with its migration and a pre-deploy backup; v3 never
     healthy -> rolled back to v2 automatically; rollback.yml --check; rollback.yml to v1 by name restores the
     backup taken before v2 (v2's rows gone, the rows from before intact)."""
-    project = compose_project(tag="v1")
+    project = compose_project(tag=tags["v1"])
     drop_pre_restore_databases.append(project.database)
     store = tmp_path / "backups"
     store.mkdir()
@@ -172,10 +189,10 @@ def test_deploy_failures_rollback_and_data_aware_rollback(tmp_path, compose_proj
 
     # v1: the first release. The project is "production" (a pre-deploy backup by default); only v2's backup
     # matters below, so the other deploys skip theirs (deploy_backup=false) to keep the test short.
-    run = deploy(tmp_path, inv, "v1", deploy_backup=False)
+    run = deploy(tmp_path, inv, tags["v1"], deploy_backup=False)
     assert run.rc == 0, run.output
-    assert_serves(project, "v1")
-    v1 = release_of(project, "v1", "succeeded")
+    assert_serves(project, tags["v1"])
+    v1 = release_of(project, tags["v1"], "succeeded")
     assert (v1["migration_head_before"], v1["migration_head_after"]) == ("0", "1")
     assert v1["backup_id"] is None
     gates = [(e["detail"]["gate"], e["outcome"]) for e in events(project) if e["event"] == "gate"]
@@ -185,36 +202,36 @@ def test_deploy_failures_rollback_and_data_aware_rollback(tmp_path, compose_proj
     before = snapshot(project)
 
     # v4: its migration fails -> nothing switched (same containers, env file, head 1), v4 recorded failed.
-    run = deploy(tmp_path, inv, "v4", deploy_backup=False)
+    run = deploy(tmp_path, inv, tags["v4"], deploy_backup=False)
     assert run.rc != 0
     msg = failure_message(run)
     assert "failed at gate 'migration'" in msg, msg
     assert "nothing had been switched" in msg, msg
-    v4 = release_of(project, "v4")
+    v4 = release_of(project, tags["v4"])
     assert v4["outcome"] == "failed" and v4["failure"]["gate"] == "migration"
-    assert project.read_env()["APP_TAG"] == "v1"
+    assert project.read_env()["APP_TAG"] == tags["v1"]
     assert snapshot(project)[1] == before[1]
     assert project.schema_head() == 1 and "tags" not in project.tables()
 
     # v2: backup, migration 1 -> 2 (the tags table and its rows), healthy, gates passed.
-    run = deploy(tmp_path, inv, "v2")
+    run = deploy(tmp_path, inv, tags["v2"])
     assert run.rc == 0, run.output
-    assert_serves(project, "v2")
-    v2 = release_of(project, "v2", "succeeded")
+    assert_serves(project, tags["v2"])
+    v2 = release_of(project, tags["v2"], "succeeded")
     assert (v2["migration_head_before"], v2["migration_head_after"]) == ("1", "2")
     assert v2["backup_id"] and (store / project.name / (v2["backup_id"] + ".dump.zst.manifest.json")).exists()
     assert project.query("SELECT count(*) FROM tags")[0][0] == 3
 
     # v3: never healthy -> the health gate fails, automatic rollback to v2 (images only: v3 moved no head).
-    run = deploy(tmp_path, inv, "v3", deploy_backup=False)
+    run = deploy(tmp_path, inv, tags["v3"], deploy_backup=False)
     assert run.rc != 0
     msg = failure_message(run)
     assert "failed at gate 'health'" in msg and "rolled back from" in msg, msg
-    assert_serves(project, "v2")
-    v3 = release_of(project, "v3")
+    assert_serves(project, tags["v2"])
+    v3 = release_of(project, tags["v3"])
     assert v3["outcome"] == "failed" and v3["failure"]["gate"] == "health"
     assert v3["rolled_back_to"] == v2["id"] and history(project)["current"] == v2["id"]
-    assert project.read_env()["APP_TAG"] == "v2"
+    assert project.read_env()["APP_TAG"] == tags["v2"]
     assert project.query("SELECT count(*) FROM tags")[0][0] == 3  # no data rollback: v3 did not move the head
     log = events(project)
     failed_at = [e for e in log if e["event"] == "deploy" and e["outcome"] == "failed" and e["release"] == v3["id"]][-1]
@@ -241,7 +258,7 @@ def test_deploy_failures_rollback_and_data_aware_rollback(tmp_path, compose_proj
     assert run.rc == 0, run.output
     result = run.task("Keep the result")["result"]["ansible_facts"]["rollback_result"]
     assert result["data_restored"] and result["backup_id"] == v2["backup_id"] and result["target"] == v1["id"]
-    assert_serves(project, "v1")
+    assert_serves(project, tags["v1"])
     assert project.schema_head() == 1 and "tags" not in project.tables()  # v2's migration and rows are gone
     names = sorted(row[0] for row in project.query("SELECT name FROM items"))
     assert names == ["before-0", "before-1", "before-2"]  # the rows from before intact
@@ -251,24 +268,24 @@ def test_deploy_failures_rollback_and_data_aware_rollback(tmp_path, compose_proj
     assert restore_events and restore_events[-1]["detail"]["backup_id"] == v2["backup_id"]
 
 
-def test_rolling_deploy_two_hosts_idempotence_check_mode_and_watch(tmp_path, compose_project):
+def test_rolling_deploy_two_hosts_idempotence_check_mode_and_watch(tmp_path, compose_project, tags):
     """Two projects as two hosts: v2 on both; the same again changes nothing; --check of v3 changes nothing;
     v5 (healthy, then crashing) with serial 1: the watch period catches it on the first host, which rolls
     back to v2, and the play stops before the second host."""
-    first, second = compose_project(tag="v2"), compose_project(tag="v2")
+    first, second = compose_project(tag=tags["v2"]), compose_project(tag=tags["v2"])
     hosts = {"app1": project_vars(first, deploy_environment="staging"),
              "app2": project_vars(second, deploy_environment="staging")}
     inv = inventory(tmp_path, hosts)
 
-    run = deploy(tmp_path, inv, "v2")
+    run = deploy(tmp_path, inv, tags["v2"])
     assert run.rc == 0, run.output
     for project in (first, second):
-        assert_serves(project, "v2")
-        assert release_of(project, "v2", "succeeded")["backup_id"] is None  # staging: no backup
+        assert_serves(project, tags["v2"])
+        assert release_of(project, tags["v2"], "succeeded")["backup_id"] is None  # staging: no backup
 
     # The same release again: unchanged, no backup, no gate, no Compose command.
     before = [snapshot(first), snapshot(second)]
-    run = deploy(tmp_path, inv, "v2")
+    run = deploy(tmp_path, inv, tags["v2"])
     assert run.rc == 0, run.output
     FIGURES["unchanged re-deploy, whole playbook, 2 hosts (s)"] = round(run.seconds, 1)
     for host, project, seen in (("app1", first, before[0]), ("app2", second, before[1])):
@@ -281,7 +298,7 @@ def test_rolling_deploy_two_hosts_idempotence_check_mode_and_watch(tmp_path, com
 
     # Check mode: v3 would be deployed; nothing is written, pulled, started or logged.
     before = [snapshot(first), snapshot(second)]
-    run = deploy(tmp_path, inv, "v3", check=True)
+    run = deploy(tmp_path, inv, tags["v3"], check=True)
     assert run.rc == 0, run.output
     assert [snapshot(first), snapshot(second)] == before
     planned = [r for r in run.records if r["task"].startswith("Deploy the release") and r["host"] == "app1"][-1]
@@ -289,19 +306,19 @@ def test_rolling_deploy_two_hosts_idempotence_check_mode_and_watch(tmp_path, com
 
     # v5 with serial 1: healthy, then it crashes within the watch period on app1 -> rolled back; app2 untouched.
     second_before = snapshot(second)
-    v2_first = release_of(first, "v2", "succeeded")
-    run = deploy(tmp_path, inv, "v5", deploy_watch_seconds=25, deploy_watch_metrics_path="/metrics",
+    v2_first = release_of(first, tags["v2"], "succeeded")
+    run = deploy(tmp_path, inv, tags["v5"], deploy_watch_seconds=25, deploy_watch_metrics_path="/metrics",
                  deploy_metrics_token=first.token, deploy_serial=1, deploy_max_fail_percentage=0)
     assert run.rc != 0
     msg = failure_message(run)
     assert "failed at gate 'watch'" in msg and "restart" in msg, msg
-    assert_serves(first, "v2")
-    v5 = release_of(first, "v5")
+    assert_serves(first, tags["v2"])
+    v5 = release_of(first, tags["v5"])
     assert v5["outcome"] == "succeeded" and v5["rolled_back_to"] == v2_first["id"]
     assert history(first)["current"] == v2_first["id"]
     assert not [r for r in run.records if r["host"] == "app2"], "the play went on to app2"
     assert snapshot(second) == second_before
-    assert second.read_env()["APP_TAG"] == "v2"
+    assert second.read_env()["APP_TAG"] == tags["v2"]
     watch = [e for e in events(first) if e["event"] == "gate" and e["detail"].get("gate") == "watch"][-1]
     assert watch["outcome"] == "failed" and watch["release"] == v5["id"]
 
