@@ -107,13 +107,15 @@ def event_time(entry):
 
 def snapshot(project):
     """What a run that must change nothing could touch: env file, history, event log, containers."""
-    state_dir = os.path.join(project.dir, ".runbook")
     files = {}
     for name in (".env", os.path.join(".runbook", "releases.json"), os.path.join(".runbook", "events.jsonl")):
         path = os.path.join(project.dir, name)
-        files[name] = open(path, "rb").read() if os.path.exists(path) else None
+        if os.path.exists(path):
+            with open(path, "rb") as handle:
+                files[name] = handle.read()
+        else:
+            files[name] = None
     containers = [(c["name"], c["state"], c["image_id"], c["started_at"]) for c in project.containers()]
-    del state_dir
     return files, containers
 
 
