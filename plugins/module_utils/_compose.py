@@ -28,7 +28,7 @@ import time
 
 from ansible_collections.runbook.ops.plugins.module_utils import _docker, _files, _releases
 from ansible_collections.runbook.ops.plugins.module_utils._envfile import EnvFile
-from ansible_collections.runbook.ops.plugins.module_utils._errors import ComposeError, ContainerError
+from ansible_collections.runbook.ops.plugins.module_utils._errors import ComposeError
 
 try:
     import yaml
@@ -469,11 +469,20 @@ class ComposeRelease:
         ``(False, containers, why)``."""
         deadline = self.clock() + timeout
         baseline = baseline or {}
+        seen = None
         while True:
             records = self.containers(services)
             verdict, problems = gate(records, datetime.datetime.now(datetime.timezone.utc), grace, baseline, services)
             if verdict == "healthy":
-                return True, records, ""
+                # A container without a health check counts once it was seen running on two polls in a row,
+                # with the same start: one that exits at once is not taken for a healthy one.
+                now_seen = {r["id"]: r["started_at"] for r in records}
+                if all(r["health"] == "healthy" for r in records) or now_seen == seen:
+                    return True, records, ""
+                seen = now_seen
+                self.sleep(POLL_SECONDS)
+                continue
+            seen = None
             if verdict == "failed":
                 return False, records, "; ".join(problems)
             if self.clock() >= deadline:
@@ -607,7 +616,7 @@ class ComposeRelease:
         records = self.containers()
         if not services or {r["service"] for r in records} != set(services):
             return None
-        for service, entry in services.items():
+        for entry in services.values():
             local = self.engine.image(entry["image"]) if entry.get("image") else None
             if not local or local["id"] != entry["image_id"]:
                 return None
@@ -924,7 +933,7 @@ class ComposeRelease:
         except ComposeError as exc:
             result["compose_command"] = None
             self.warnings.append(str(exc))
-        result["drift"] = drift(current, records)
+        result["drift"] = drift(current, records) if with_containers else []
         try:
             target = self.history.rollback_target(release) if (release or current) else None
         except ComposeError as exc:
@@ -1020,7 +1029,3 @@ class _ProjectLock(_files.FileLock):
             super().__exit__(None, None, None)
             raise
         return self
-
-
-__all__ = ["ComposeCLI", "ComposeEngine", "ComposeRelease", "ContainerError", "gate", "parse_version", "parse_lines",
-           "parse_ps_json", "parse_config_services", "default_project_name", "discover_files", "mask"]

@@ -169,7 +169,7 @@ class ReleaseHistory:
                 raise ComposeError("release %s %s; only a succeeded release can be rolled back to"
                                    % (release, "failed" if record.get("outcome") == FAILED else "never finished"))
             return record
-        current = self.current()
+        current = self.current() or {}
         # Only releases older than the current one: after a rollback from a release that deployed healthy
         # (and then failed a later gate, such as a watch period), that newer release is not a way back.
         older = self.records[:self.records.index(current)] if current in self.records else self.records
@@ -178,7 +178,7 @@ class ReleaseHistory:
                 continue
             return record
         raise ComposeError("no succeeded release to roll back to in %s (current: %s)"
-                           % (self.path, current["id"] if current else "none"))
+                           % (self.path, current.get("id") or "none"))
 
     def rollback_plan(self, target, leaving=None):
         """What rolling back from ``leaving`` (default: the current release) to ``target`` involves.

@@ -36,6 +36,11 @@ description:
     release and names the variables.
   - Every change is appended to the project's event log (C(events.jsonl)), with a time, the event, the release
     and the outcome.
+  - Compose v1 cannot run a one-off container of a service whose containers run with host networking (it links
+    them). With v1 the migration commands then run under the project name C(<project>oneoff), which sees the same
+    bind mounts and external volumes; a project with named volumes of its own is refused - give the migration its own
+    service (for example one with a profile, which C(up) does not start) or use Compose v2.
+  - Services with C(profiles) are not started by C(up -d) here and are not part of the health gate.
 extends_documentation_fragment:
   - runbook.ops.compose_project
 attributes:

@@ -90,7 +90,7 @@ project_name:
   type: str
 drift:
   description: Services whose running image id differs from the current record, each with C(service),
-    C(recorded_image), C(recorded_image_id), C(running_image), C(running_image_id).
+    C(recorded_image), C(recorded_image_id), C(running_image), C(running_image_id). Empty with O(containers=false).
   returned: always
   type: list
   elements: dict

@@ -15,14 +15,15 @@ from harness import run_playbook
 
 IMAGE = "rbops-cr-test"
 VERSIONS = ("v1", "v2", "v3")
-# Each version's health check fails while state/unhealthy-<version> exists (interval 1 s, 2 retries).
+# Each version's health check fails while state/unhealthy-<version> exists (interval 1 s, 2 retries); it exits at
+# once (and its restart policy starts it again) while state/crash-<version> exists.
 DOCKERFILE = """FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ARG VERSION
 ENV APP_VERSION=$VERSION
 HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD ["/bin/sh", "-c", "test ! -f /state/unhealthy-$APP_VERSION"]
-CMD ["/bin/sh", "-c", "exec sleep 100000"]
+CMD ["/bin/sh", "-c", "test ! -f /state/crash-$APP_VERSION || exit 1; exec sleep 100000"]
 """
 # The migration writes the version's number as the schema head; state/fail-migration-<version> makes it fail.
 MIGRATION = ["sh", "-c", 'test ! -f /state/fail-migration-$APP_VERSION || { echo "migration failed" >&2; exit 3; };'

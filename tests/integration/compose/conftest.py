@@ -39,7 +39,7 @@ def project(tmp_path, cr_images):
     found = Project(tmp_path, name)
     found.state.mkdir(parents=True)
     service = {"image": IMAGE + ":${APP_TAG}", "network_mode": "host", "stop_signal": "SIGKILL",
-               "volumes": ["./state:/state"], "env_file": [".env"]}
+               "volumes": ["./state:/state"], "env_file": [".env"], "restart": "on-failure"}
     (found.dir / "docker-compose.yml").write_text(yaml.safe_dump(
         {"version": "2.4", "services": {"api": service, "worker": dict(service)}}))
     found.env_file.write_text("# app settings\nAPP_TAG=v1\nAPI_TOKEN=%s\n" % SECRET)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import threading
 
 from compose_testlib import SECRET, image_id
@@ -179,6 +180,21 @@ def test_a_failed_migration_switches_nothing(project):
     assert only_v2["status"] == "failed" and "no usable Compose command: docker compose (v2)" in only_v2["result"]["msg"]
 
 
+def test_a_release_whose_containers_restart_fails_the_gate(project):
+    run = project.play([
+        {"name": "v1", "params": project.params(tag="v1")},
+        file_task("make v2 crash", project.state / "crash-v2", "touch"),
+        {"name": "v2", "params": project.params(tag="v2", health_timeout=15, grace_period=10)},
+        {"name": "rollback", "params": project.params(state="rolled_back")}])
+    failed = run.task("v2")
+    assert failed["status"] == "failed" and "failed at the health gate" in failed["result"]["msg"]
+    # the gate fails on the restarts at once, well within grace_period and health_timeout
+    assert re.search(r"\(api\) (restarted \d+ time|is restarting after exit code 1|is exited with code 1)", failed["result"]["msg"])
+    assert "not healthy within" not in failed["result"]["msg"]
+    assert run.task("rollback")["status"] == "ok"
+    assert set(project.images().values()) == {image_id("rbops-cr-test:v1")}
+
+
 def test_two_deploys_at_once(project):
     slow = project.params(tag="v2", migration_service="api", migration_command=["sh", "-c", "sleep 6"])
     outcome = []
@@ -236,6 +252,7 @@ def test_scale_restart_one_at_a_time_stop_and_start(project):
         {"name": "stop again", "params": project.params(state="stopped", services=["worker"])},
         {"name": "start", "params": project.params(state="started", services=["worker"])},
         {"name": "start again", "params": project.params(state="started")},
+        {"name": "restart api", "params": project.params(state="restarted", services=["api"])},
         {"name": "bad service", "params": project.params(state="stopped", services=["nope"])}])
     assert run.task("up to 3")["result"]["changed"] and run.task("up to 3")["result"]["scale"] == {"worker": 3}
     assert run.task("3 again")["result"]["changed"] is False
@@ -257,6 +274,9 @@ def test_scale_restart_one_at_a_time_stop_and_start(project):
     assert [run.task(n)["result"]["changed"] for n in ("stop", "stop again", "start", "start again")] == \
         [True, False, True, False]
     assert "no such service" in run.task("bad service")["result"]["msg"]
+    restarted_api = run.task("restart api")["result"]
+    assert restarted_api["changed"] and restarted_api["restarted"] == [api["name"]]
+    assert [c["started_at"] for c in restarted_api["containers"] if c["service"] == "api"] != [api["started_at"]]
     assert sorted(s for s, _i, _c, _t in project.running().values()) == ["api", "worker"]
     events = [e["event"] for e in map(json.loads, project.events.read_text().splitlines())]
     assert events.count("scale") == 2 and "restart" in events and "stop" in events and "start" in events
@@ -268,10 +288,14 @@ def test_release_event_appends_and_check_mode_does_not(project):
     run = project.play([
         {"name": "check", "module": "runbook.ops.release_event", "params": params, "check_mode": True},
         {"name": "stat", "module": "ansible.builtin.stat", "params": {"path": str(project.events)}},
-        {"name": "append", "module": "runbook.ops.release_event", "params": params}])
+        {"name": "append", "module": "runbook.ops.release_event", "params": params},
+        {"name": "history only", "module": INFO, "params": {"project_dir": str(project.dir), "containers": False}}])
     assert run.task("check")["result"]["event"]["event"] == "gate"
     assert run.task("stat")["result"]["stat"]["exists"] is False
     event = run.task("append")["result"]["event"]
     lines = project.events.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0]) == event and event["detail"] == {"gate": "http", "status": 503}
     assert oct(project.events.stat().st_mode & 0o777) == "0o600"
+    history_only = run.task("history only")["result"]
+    assert (history_only["releases"], history_only["current"], history_only["drift"], history_only["containers"],
+            history_only["rollback_plan"]) == ([], None, [], [], None)

@@ -71,7 +71,7 @@ def test_ps_json_empty_and_broken():
         _compose.parse_ps_json("{not json")
 
 
-@pytest.mark.parametrize("name", ["v1-config.yml", "v2-config.yml"])
+@pytest.mark.parametrize("name", ["v1-config.txt", "v2-config.txt"])
 def test_config_keeps_images_and_drops_the_environment(name):
     services = _compose.parse_config_services(fixture(name))
     assert services == {"api": {"image": "rbops-cr-capture:v1", "build": False, "profiles": []},
@@ -96,8 +96,8 @@ def test_a_service_that_builds():
 
 
 def test_named_volumes_scoped_by_the_project_name():
-    assert _compose.project_scoped_volumes(fixture("v2-config.yml")) == ["cache"]
-    assert _compose.project_scoped_volumes(fixture("v1-config.yml")) == []
+    assert _compose.project_scoped_volumes(fixture("v2-config.txt")) == ["cache"]
+    assert _compose.project_scoped_volumes(fixture("v1-config.txt")) == []
     assert _compose.project_scoped_volumes("volumes:\n  a: {external: true}\n  b:\n") == ["b"]
 
 
@@ -167,7 +167,7 @@ class Recorder:
         return 0, "", ""
 
 
-def found(name, path=None):
+def on_path(name, path=None):
     return "/usr/bin/" + name
 
 
@@ -185,7 +185,7 @@ def project(tmp_path):
 def test_auto_falls_back_to_v1(project):
     runner = Recorder([(["docker", "compose"], (1, "", fixture("docker-without-compose-plugin.txt"))),
                        (["docker-compose", "version"], (0, fixture("v1-version-short.txt"), ""))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", runner=runner, which=found, base_env={})
+    cli = _compose.ComposeCLI(str(project), project_name="app", runner=runner, which=on_path, base_env={})
     assert cli.select() == ("v1", None)  # v1 is slow to start: its version is asked only when needed
     assert [c["argv"][:2] for c in runner.calls] == [["docker", "compose"]]
     assert cli.select(need_version=True) == ("v1", (1, 29, 2))
@@ -203,14 +203,14 @@ def test_neither_compose(project):
 
 def test_auto_prefers_v2(project):
     runner = Recorder([(["docker", "compose", "version"], (0, fixture("v2-version-short.txt"), ""))])
-    cli = _compose.ComposeCLI(str(project), runner=runner, which=found, base_env={})
+    cli = _compose.ComposeCLI(str(project), runner=runner, which=on_path, base_env={})
     assert cli.select() == ("v2", (2, 24, 5))
     assert len(runner.calls) == 1
 
 
 def test_asked_for_v2_never_tries_v1(project):
     runner = Recorder([(["docker", "compose"], (1, "", fixture("docker-without-compose-plugin.txt")))])
-    cli = _compose.ComposeCLI(str(project), command="v2", runner=runner, which=found, base_env={})
+    cli = _compose.ComposeCLI(str(project), command="v2", runner=runner, which=on_path, base_env={})
     with pytest.raises(ComposeError, match=r"no usable Compose command: docker compose \(v2\): docker: unknown command"):
         cli.select()
     assert len(runner.calls) == 1
@@ -218,7 +218,7 @@ def test_asked_for_v2_never_tries_v1(project):
 
 def test_argv_is_explicit_and_the_environment_drops_managed_variables(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", ""))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, docker_host="unix:///x.sock",
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, docker_host="unix:///x.sock",
                               base_env={"APP_TAG": "v9", "PATH": "/bin", "OTHER": "1"})
     cli.managed = {"APP_TAG"}
     cli.run(["up", "-d"])
@@ -233,7 +233,7 @@ def test_argv_is_explicit_and_the_environment_drops_managed_variables(project):
 
 def test_project_name_from_the_env_file_then_the_directory(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", ""))])
-    cli = _compose.ComposeCLI(str(project), command="v1", runner=runner, which=found, base_env={})
+    cli = _compose.ComposeCLI(str(project), command="v1", runner=runner, which=on_path, base_env={})
     assert cli.project_name == _compose.default_project_name(str(project), "v1")
     (project / ".env").write_text("COMPOSE_PROJECT_NAME=named\n")
     assert cli.project_name == "named"
@@ -242,7 +242,7 @@ def test_project_name_from_the_env_file_then_the_directory(project):
 def test_a_failed_command_quotes_its_output_with_env_values_masked(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
                        (["*", "pull"], (1, "", "pulling\nERROR: auth failed with s3cret-token\n"))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, base_env={})
     cli.masked = ("s3cret-token",)
     with pytest.raises(ComposeError) as caught:
         cli.run(["pull", "api"])
@@ -252,8 +252,8 @@ def test_a_failed_command_quotes_its_output_with_env_values_masked(project):
 
 def test_v1_one_off_without_project_volumes_runs_under_another_project_at_once(project):
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
-                       (["*", "config"], (0, fixture("v1-config.yml"), ""))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
+                       (["*", "config"], (0, fixture("v1-config.txt"), ""))])
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, base_env={})
     cli.services()
     cli.run_oneoff("api", ["migrate"])
     assert runner.calls[-1]["argv"][:3] == ["docker-compose", "-p", "apponeoff"] and len(runner.calls) == 2
@@ -263,10 +263,10 @@ def test_v1_one_off_beside_host_networked_containers_runs_under_another_project(
     links = (1, "", "ERROR: for api  Cannot create container for service api: conflicting options: "
                     "host type networking can't be used with links. This would result in undefined behavior\n")
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
-                       (["*", "config"], (0, fixture("v1-config.yml"), "")),
+                       (["*", "config"], (0, fixture("v1-config.txt"), "")),
                        (["docker-compose", "-p", "app", "-f"], links),
                        (["docker-compose", "-p", "apponeoff"], (0, "2\n", ""))])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, base_env={})
     assert cli.run_oneoff("api", ["migrate"]) == (0, "2\n", "")
     assert runner.calls[-1]["argv"][-6:] == ["run", "--rm", "--no-deps", "-T", "api", "migrate"]
 
@@ -274,9 +274,9 @@ def test_v1_one_off_beside_host_networked_containers_runs_under_another_project(
 def test_v1_one_off_refused_when_named_volumes_would_differ(project):
     links = (1, "", "host type networking can't be used with links")
     runner = Recorder([(["docker-compose", "version"], (0, "1.29.2\n", "")),
-                       (["*", "config"], (0, fixture("v2-config.yml"), "")),
+                       (["*", "config"], (0, fixture("v2-config.txt"), "")),
                        (["docker-compose", "-p", "app", "-f"], links)])
-    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=found, base_env={})
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=runner, which=on_path, base_env={})
     rc, _out, err = cli.run_oneoff("api", ["migrate"], what="migration")
     assert rc == 1 and "named volumes (cache)" in err and "give the migration its own service" in err
     assert not any("apponeoff" in c["argv"] for c in runner.calls)
@@ -379,3 +379,58 @@ def test_drift_between_record_and_containers():
 def test_variables_text_is_what_the_diff_shows():
     assert _compose._variables_text({"B": "2", "A": None}) == "A=\nB=2\n"
     assert _compose._variables_text({"A": "1", "B": "2"}, " ") == "A=1 B=2"
+
+
+# waiting for health ------------------------------------------------------------------------------
+class Observations:
+    """The containers a project shows on successive polls (captured inspect records), and a clock the polls move."""
+
+    def __init__(self, polls):
+        self.polls = list(polls)
+        self.now = 0.0
+        self.calls = 0
+
+    def project_containers(self, project, services=None):
+        self.calls += 1
+        return copy.deepcopy(self.polls[min(self.calls, len(self.polls)) - 1])
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def waiter(project, polls):
+    seen = Observations(polls)
+    cli = _compose.ComposeCLI(str(project), project_name="app", command="v1", runner=Recorder([]), which=on_path, base_env={})
+    release = _compose.ComposeRelease(cli, lambda: seen, state_dir=str(project / "state"), clock=lambda: seen.now,
+                                      sleep=seen.sleep)
+    return release, seen
+
+
+def test_wait_until_starting_turns_healthy(project):
+    slow, web = facts("compose-slow", service="web"), facts("compose-web")
+    release, seen = waiter(project, [[slow], [slow], [web]])
+    healthy, records, why = release.wait_healthy(["web"], 10, 0)
+    assert healthy and why == "" and records[0]["health"] == "healthy"
+    assert seen.calls == 3 and seen.now == 2 * _compose.POLL_SECONDS
+
+
+def test_wait_needs_two_polls_for_a_container_without_health_check(project):
+    plain = facts("compose-plain")
+    release, seen = waiter(project, [[plain], [plain]])
+    healthy, records, why = release.wait_healthy(["plain"], 10, 0)
+    assert healthy and why == "" and seen.calls == 2
+    restarted = facts("compose-plain", started_at="2026-11-30T18:30:00.000000000Z")
+    release, seen = waiter(project, [[plain], [restarted], [restarted]])
+    assert release.wait_healthy(["plain"], 10, 0)[0] and seen.calls == 3  # a new start: seen twice again
+
+
+def test_wait_stops_at_the_deadline_and_at_a_failure(project):
+    slow = facts("compose-slow")
+    release, seen = waiter(project, [[slow]])
+    healthy, _records, why = release.wait_healthy(["slow"], 3, 0)
+    assert not healthy and why.startswith("not healthy within 3 s: ") and "health check starting" in why
+    assert seen.now >= 3
+    worker = facts("compose-worker")
+    release, seen = waiter(project, [[worker]])
+    healthy, _records, why = release.wait_healthy(["worker"], 60, 0)
+    assert not healthy and "unhealthy" in why and seen.calls == 1
