@@ -43,6 +43,8 @@ from ansible_collections.runbook.ops.plugins.module_utils import _docker, _prome
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ContainerError, ProbeError, WatchError
 
 BREACH_KINDS = ("restarts", "health", "error_rate", "metrics")
+# What the result says of each watched container at the last poll.
+CONTAINER_FIELDS = ("name", "service", "id", "status", "health", "state", "restart_count", "started_at")
 # Polls kept in the result: the first ones and the last ones, so a long watch stays a small result.
 MAX_SAMPLES = 120
 
@@ -349,8 +351,7 @@ class Watch:
             "breaches": self.breaches,
             "restarts": dict(sorted(self.restart_counts.items())),
             "restarts_total": sum(self.restart_counts.values()),
-            "containers": [{key: r[key] for key in ("name", "service", "id", "status", "health", "state",
-                                                     "restart_count", "started_at")} for r in self.records],
+            "containers": [{key: r[key] for key in CONTAINER_FIELDS} for r in self.records],
             "samples": self.samples,
             "error_rate": None, "requests": None, "errors": None, "scrapes": None,
         }

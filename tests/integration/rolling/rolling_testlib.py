@@ -49,6 +49,8 @@ class NginxProxy:
         temp = {kind: os.path.join(self.dir, "temp", kind) for kind in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
         os.makedirs(os.path.join(self.dir, "temp"))
         first = next(iter(upstreams))
+        values = dict(temp, error_log=self.error_log, access_log=self.access_log, upstream_file=self.upstream_file,
+                      port=self.port, first=first)
         with open(self.config, "w", encoding="utf-8") as handle:
             handle.write("""worker_processes 1;
 error_log %(error_log)s notice;
@@ -67,8 +69,7 @@ http {
         location / { proxy_pass http://%(first)s; }
     }
 }
-""" % dict(temp, error_log=self.error_log, access_log=self.access_log, upstream_file=self.upstream_file,
-           port=self.port, first=first))
+""" % values)
         self.start()
 
     def start(self):

@@ -31,7 +31,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def backends():
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler) for _ in range(2)]
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler) for _server in range(2)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     yield ["127.0.0.1:%d" % s.server_address[1] for s in servers]
@@ -43,7 +43,7 @@ def backends():
 def answers(proxy, count=6):
     """Which backend ports answered ``count`` requests through nginx."""
     found = set()
-    for _ in range(count):
+    for _request in range(count):
         with urllib.request.urlopen(proxy.url + "/", timeout=5) as response:
             found.add(response.read().decode())
     return found

@@ -118,3 +118,14 @@ def test_a_replica_that_does_not_come_back_stops_the_run_and_stays_drained(tmp_p
     assert poller.failures == [], poller.failures[:10]
     served = [entry for entry in proxy.served() if entry[2] == "/readyz"]
     assert served and served[-1][3] == "127.0.0.1:%d" % port_b
+
+    # Run again with api_b first: api_a is not healthy, so api_b, the only one serving, is not drained.
+    reverse = inventory(tmp_path, project, proxy, rolling_restart_health_timeout=20, rolling_restart_replicas=[
+        {"service": "api_b", "server": "127.0.0.1:%d" % port_b}, {"service": "api_a", "server": "127.0.0.1:%d" % port_a}])
+    again = run_playbook(tmp_path, PLAYBOOK, inventory=reverse)
+    assert again.rc != 0
+    assert "rolling restart stopped at replica api_b (127.0.0.1:%d), step 'Check that the other replicas serve before " \
+           "draining api_b'" % port_b in again.output, again.output
+    assert "It was not drained; nginx is unchanged for it." in again.output
+    assert open(proxy.upstream_file, encoding="utf-8").read() == text
+    assert started_at(project)["api_b"] == before["api_b"]

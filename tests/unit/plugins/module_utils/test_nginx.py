@@ -129,8 +129,9 @@ def test_apply_writes_tests_and_reloads_with_the_same_main_config(tmp_path):
 
 
 def test_a_failed_test_puts_the_old_text_back_and_does_not_reload(tmp_path):
-    runner = Runner((1, "", "nginx: [emerg] host not found in upstream \"x:1\" in /srv/upstream.conf:4\n"
-                           "nginx: configuration file /srv/nginx.conf test failed\n"))
+    stderr = ("nginx: [emerg] host not found in upstream \"x:1\" in /srv/upstream.conf:4\n"
+              "nginx: configuration file /srv/nginx.conf test failed\n")
+    runner = Runner((1, "", stderr))
     path, upstream = upstream_file(tmp_path, runner)
     with pytest.raises(NginxError) as caught:
         upstream.apply(upstream.plan("app", "127.0.0.1:8781", "down"))
@@ -147,8 +148,11 @@ def test_a_failed_reload_puts_the_old_text_back_too(tmp_path):
                                          r" open\(\) .* put back as it was \(nginx was not reloaded with the change\)"):
         upstream.apply(upstream.plan("app", "127.0.0.1:8781", "down"))
     assert path.read_text() == BOTH_UP
-    missing = _nginx.UpstreamFile(str(path), _nginx.NginxCommands(binary=str(tmp_path / "no-nginx")),
-                                  lambda argv: (_ for _ in ()).throw(FileNotFoundError(2, "No such file", argv[0])))
+
+    def not_found(argv):
+        raise FileNotFoundError(2, "No such file", argv[0])
+
+    missing = _nginx.UpstreamFile(str(path), _nginx.NginxCommands(binary=str(tmp_path / "no-nginx")), not_found)
     with pytest.raises(NginxError, match="cannot run .*no-nginx"):
         missing.apply(missing.plan("app", "127.0.0.1:8781", "down"))
     assert path.read_text() == BOTH_UP
