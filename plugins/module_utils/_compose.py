@@ -124,8 +124,10 @@ def parse_config_services(text):
     services = (data or {}).get("services") if isinstance(data, dict) else None
     if not isinstance(services, dict):
         raise ComposeError("compose config printed no services")
-    return {name: {"image": (spec or {}).get("image"), "build": bool((spec or {}).get("build")),
-                   "profiles": list((spec or {}).get("profiles") or [])}
+    # "scale": 0 (a one-off service such as a migration, which `up` starts no container of) is kept only when set.
+    return {name: dict({"image": (spec or {}).get("image"), "build": bool((spec or {}).get("build")),
+                        "profiles": list((spec or {}).get("profiles") or [])},
+                       **({"scale": 0} if (spec or {}).get("scale") == 0 else {}))
             for name, spec in services.items()}
 
 
@@ -506,10 +508,10 @@ class ComposeRelease:
 
     def expected_images(self, config):
         """``{service: {"image": ref, "image_id": id or None}}`` for the services ``up`` starts (a service with
-        profiles starts only when its profile is asked for, which ``up`` here never does)."""
+        profiles starts only when its profile is asked for, which ``up`` here never does; one with scale 0 never)."""
         expected = {}
         for service, spec in config.items():
-            if spec.get("profiles"):
+            if spec.get("profiles") or spec.get("scale") == 0:
                 continue
             found = self.engine.image(spec["image"]) if spec["image"] else None
             expected[service] = {"image": spec["image"], "image_id": found["id"] if found else None,

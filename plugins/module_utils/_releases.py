@@ -159,7 +159,7 @@ class ReleaseHistory:
 
     def rollback_target(self, release=None):
         """The record to roll back to: ``release`` by id (it must have succeeded), else the newest succeeded
-        release that is not the current one and does not run the same variables."""
+        release older than the current one that does not run the same variables."""
         if release:
             record = self.get(release)
             if record is None:
@@ -170,9 +170,11 @@ class ReleaseHistory:
                                    % (release, "failed" if record.get("outcome") == FAILED else "never finished"))
             return record
         current = self.current() or {}
-        for record in reversed(self.records):
-            if not succeeded(record) or (current and (record["id"] == current.get("id")
-                                                      or record.get("variables") == current.get("variables"))):
+        # Only releases older than the current one: after a rollback from a release that deployed healthy
+        # (and then failed a later gate, such as a watch period), that newer release is not a way back.
+        older = self.records[:self.records.index(current)] if current in self.records else self.records
+        for record in reversed(older):
+            if not succeeded(record) or (current and record.get("variables") == current.get("variables")):
                 continue
             return record
         raise ComposeError("no succeeded release to roll back to in %s (current: %s)"

@@ -22,8 +22,8 @@ description:
     - it is recorded as failed and the task fails, its result still carrying RV(release), RV(previous) and
     RV(containers) so a play can roll back. Deploying what already runs healthy changes nothing and runs no Compose
     command.
-  - O(state=rolled_back) redeploys a succeeded release, O(release) or by default the newest succeeded one running other
-    image variables than the current release, puts its image references back on the image ids it recorded when a
+  - O(state=rolled_back) redeploys a succeeded release, O(release) or by default the newest succeeded one older than
+    the current release that runs other image variables, puts its image references back on the image ids it recorded when a
     tag was rebuilt since, waits until healthy and checks that the running image ids are the recorded ones. The
     release left stays in the history (marked C(rolled_back_to)). RV(rollback_plan) says whether data must be
     rolled back as well; this module restores no data.

@@ -224,3 +224,11 @@ def test_an_unwritable_event_log_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(ComposeError, match="cannot append to the event log"):
         _releases.append_event(str(blocker / "state"), "deploy", "started")
+
+
+def test_default_target_is_older_than_the_current_release(tmp_path):
+    # v3 deployed healthy, then failed a later gate (the deploy role's watch period) and was rolled back to v2:
+    # the next default rollback goes further back to v1, never forward to v3.
+    found = history(tmp_path, [rec("r1", tag="v1"), rec("r2", tag="v2"), rec("r3", tag="v3")], current="r2")
+    assert found.rollback_target()["id"] == "r1"
+    assert found.rollback_target("r3")["id"] == "r3"  # by name, a newer release is still allowed
