@@ -712,7 +712,7 @@ class ComposeRelease:
                            pulled=pulled)
 
     # state: rolled_back ----------------------------------------------------------------------
-    def rollback(self, release=None, pull="missing", health_timeout=120.0, grace_period=0.0):
+    def rollback(self, release=None, pull="missing", health_timeout=120.0, grace_period=0.0, failed_gate=None, reason=None):
         with self.lock():
             target = self.history.rollback_target(release)
             leaving = self.history.current()
@@ -754,6 +754,9 @@ class ComposeRelease:
             now = _releases.stamp(_releases.utc_now())
             if leaving and leaving["id"] != target["id"]:
                 leaving.update(rolled_back_to=target["id"], rolled_back_at=now)
+                if failed_gate and leaving.get("outcome") == _releases.SUCCEEDED:
+                    # A later gate (the deploy role's HTTP, smoke or watch) failed it after our health gate passed.
+                    leaving.update(outcome=_releases.FAILED, failure={"gate": failed_gate, "message": reason or ""})
             self.history.current_id = target["id"]
             target.setdefault("rollbacks", []).append({"time": now, "from": (leaving or {}).get("id")})
             mismatch = image_mismatch(services, self.running_images(records)) if healthy else None

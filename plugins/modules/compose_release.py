@@ -126,6 +126,15 @@ options:
   release:
     description: With O(state=rolled_back), the id of the release to roll back to.
     type: str
+  failed_gate:
+    description:
+      - With O(state=rolled_back), the gate that failed after this module's own health gate had passed (for
+        example V(http), V(smoke) or V(watch) of the deploy role). The release left is then recorded as
+        V(failed) with this gate and O(reason), so it is never chosen as a rollback target later.
+    type: str
+  reason:
+    description: With O(failed_gate), why the release left failed (kept in its record and the event log).
+    type: str
   services:
     description: With O(state=restarted), O(state=stopped) or O(state=started), the services (default all).
     type: list
@@ -348,7 +357,8 @@ def run(module):
                               migration_head_command=params["migration_head_command"], backup_id=params["backup_id"],
                               required_env_keys=params["required_env_keys"], keep_releases=params["keep_releases"], **gate)
     if state == "rolled_back":
-        return release.rollback(params["release"], pull=params["pull"], **gate)
+        return release.rollback(params["release"], pull=params["pull"], failed_gate=params["failed_gate"],
+                                reason=params["reason"], **gate)
     if state == "restarted":
         return release.restart(params["services"], params["one_at_a_time"], **gate)
     if state == "scaled":
@@ -378,6 +388,8 @@ def main():
         keep_releases={"type": "int", "default": 10},
         lock_timeout={"type": "float", "default": 0},
         release={"type": "str"},
+        failed_gate={"type": "str"},
+        reason={"type": "str"},
         services={"type": "list", "elements": "str", "default": []},
         one_at_a_time={"type": "bool", "default": False},
         scale={"type": "dict", "default": {}},

@@ -316,7 +316,8 @@ def test_rolling_deploy_two_hosts_idempotence_check_mode_and_watch(tmp_path, com
     assert "failed at gate 'watch'" in msg and "restart" in msg, msg
     assert_serves(first, tags["v2"])
     v5 = release_of(first, tags["v5"])
-    assert v5["outcome"] == "succeeded" and v5["rolled_back_to"] == v2_first["id"]
+    # The watch failed it after its container gate had passed: recorded failed, never a rollback target again.
+    assert v5["outcome"] == "failed" and v5["failure"]["gate"] == "watch" and v5["rolled_back_to"] == v2_first["id"]
     assert history(first)["current"] == v2_first["id"]
     assert not [r for r in run.records if r["host"] == "app2"], "the play went on to app2"
     assert snapshot(second) == second_before
