@@ -11,8 +11,12 @@ import gzip
 import os
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
+
+from sample_service_fixture import CTL_PATH, clean_environ
 
 pytestmark = pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed")
 
@@ -92,3 +96,35 @@ def test_real_rotation_compresses_and_keeps_the_count(dirs, tmp_path, ansible_pl
     with gzip.open(logs / "jobs" / "7.log.2.gz", "rt") as handle:
         assert handle.read() == "job line 2\n"
     assert marker.exists()
+
+
+def test_the_sample_services_process_log_needs_copytruncate(sample_service, tmp_path, ansible_playbook):
+    """ctl.sh redirects the service's standard error into DATA_DIR/logs/app.log and the service never
+    reopens it: after a rename the new lines do not reach app.log; with copytruncate they do."""
+    svc = sample_service(start=False)
+    env = clean_environ({"PYTHON": sys.executable})
+    started = subprocess.run([CTL_PATH, "start", svc.env_file], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert started.returncode == 0, started.stdout + started.stderr
+    logs = os.path.join(svc.data_dir, "logs")
+    dest = tmp_path / "logrotate.d"
+    dest.mkdir()
+    state = str(tmp_path / "state")
+
+    def rotate_then_request(copytruncate, marker):
+        run = ansible_playbook(role_play(logrotate_name="app", logrotate_paths=[logs + "/app.log"], logrotate_dest=str(dest),
+                                         logrotate_copytruncate=copytruncate, logrotate_notifempty=False))
+        assert run.rc == 0, run.output[-3000:]
+        proc = subprocess.run(["logrotate", "-f", "-s", state, str(dest / "app")], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert svc.get("/nothing-here-%s" % marker).status == 404
+        assert svc.get("/nothing-here-%s-2" % marker).status == 404
+        time.sleep(0.5)  # the request line is written after the response
+        with open(os.path.join(logs, "app.log"), encoding="utf-8") as handle:
+            return handle.read()
+
+    # copytruncate first: the file the service holds open is the one truncated in place.
+    assert "nothing-here-copied" in rotate_then_request(True, "copied")
+    # Renamed: the service keeps writing into app.log.1, compressed and deleted; app.log gets nothing.
+    assert "nothing-here-renamed" not in rotate_then_request(False, "renamed")
+    assert sorted(os.listdir(logs)) == ["app.log", "app.log.1.gz", "app.log.2.gz", "jobs"]
