@@ -448,4 +448,3 @@ def findings(steps, notes, before, after, section="maintenance"):
     for note in notes:
         out.append({"section": section, "check": "note", "state": "ok", "value": None, "unit": None, "detail": note})
     return out
-

@@ -75,7 +75,7 @@ def invalid_index_db(pg_database, pg_connect):
 
 
 def test_postgresql_window_backs_up_reports_and_rebuilds_the_invalid_index(invalid_index_db, pg_database, pg_conn_params,
-                                                                          tmp_path, ansible_playbook):
+                                                                           tmp_path, ansible_playbook):
     conn = invalid_index_db
     store = tmp_path / "store"
     host_vars = {
@@ -93,8 +93,7 @@ def test_postgresql_window_backs_up_reports_and_rebuilds_the_invalid_index(inval
     assert not store.exists() or not any(store.rglob("*.manifest.json"))
     assert not (tmp_path / "reports").exists()
     plan = check.task("Run the maintenance steps")["result"]
-    assert [(s["action"], s["outcome"]) for s in plan["steps"]] == [("rebuild_invalid", "planned"),
-                                                                     ("vacuum_analyze", "planned")]
+    assert [(s["action"], s["outcome"]) for s in plan["steps"]] == [("rebuild_invalid", "planned"), ("vacuum_analyze", "planned")]
 
     run = ansible_playbook(PLAYBOOK, inventory=inv)
     assert run.rc == 0, run.output[-4000:]
@@ -126,7 +125,7 @@ def test_postgresql_window_backs_up_reports_and_rebuilds_the_invalid_index(inval
 
 
 def test_postgresql_window_fails_without_maintenance_when_the_backup_fails(pg_database, pg_conn_params, tmp_path,
-                                                                          ansible_playbook, pg_connect):
+                                                                           ansible_playbook, pg_connect):
     conn = pg_connect(pg_database)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 100)")
@@ -211,7 +210,7 @@ def test_sqlite_window_stops_vacuums_and_starts_the_service(sqlite_service, tmp_
     stats, report = report_of(run)
     assert report["state"] == "ok", report["findings"]
     steps = by_check(report, "steps")
-    assert [c for c in steps] == ["backup", "stop writers", "start writers", "health"]
+    assert list(steps) == ["backup", "stop writers", "start writers", "health"]
     assert by_check(report, "before")["file size"]["value"] == size
     assert by_check(report, "after")["file size"]["value"] == os.path.getsize(svc.db_path)
     maintenance = by_check(report, "maintenance")
@@ -240,6 +239,6 @@ def test_sqlite_failed_maintenance_starts_the_service_again_and_reports_it(sqlit
     stats, report = report_of(run)
     assert report["state"] == "critical"
     steps = by_check(report, "steps")
-    assert [c for c in steps] == ["stop writers", "start writers", "health", "maintenance"]
+    assert list(steps) == ["stop writers", "start writers", "health", "maintenance"]
     assert steps["start writers"]["state"] == "ok" and steps["health"]["state"] == "ok"
     assert "holds its writer lock" in steps["maintenance"]["detail"]

@@ -24,8 +24,9 @@ error: stat of /tmp/lr/logs/*.log failed: No such file or directory
 
 def test_an_ignored_line_is_an_error_even_with_status_0_and_a_missing_log_is_not():
     assert _logrotate.validation_errors(0, UNKNOWN_OPTION) == ["error: t.conf:3 unknown option 'bogusoption' -- ignoring line"]
-    assert _logrotate.validation_errors(1, MISSING_LOG) == ["logrotate -d exited with status 1: reading config file t.conf "
-                                                           "error: stat of /tmp/lr/logs/*.log failed: No such file or directory"]
+    assert _logrotate.validation_errors(1, MISSING_LOG) == [
+        "logrotate -d exited with status 1: reading config file t.conf error: stat of /tmp/lr/logs/*.log failed: No such file "
+        "or directory"]
     assert _logrotate.validation_errors(0, MISSING_LOG) == []
 
 
