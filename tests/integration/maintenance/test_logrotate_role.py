@@ -21,10 +21,11 @@ from sample_service_fixture import CTL_PATH, clean_environ
 pytestmark = pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed")
 
 
-def role_play(**role_vars):
+def role_play(*more, **role_vars):
+    """A play running the role with ``role_vars``, then once more with each dict of ``more``."""
     return [{"name": "logrotate", "hosts": "localhost", "gather_facts": False,
              "tasks": [{"name": "Run the logrotate role", "ansible.builtin.include_role": {"name": "runbook.ops.logrotate"},
-                        "vars": role_vars}]}]
+                        "vars": each} for each in (role_vars,) + more]}]
 
 
 @pytest.fixture()
@@ -110,11 +111,14 @@ def test_the_sample_services_process_log_needs_copytruncate(sample_service, tmp_
     dest.mkdir()
     state = str(tmp_path / "state")
 
+    common = {"logrotate_paths": [logs + "/app.log"], "logrotate_dest": str(dest), "logrotate_notifempty": False}
+    run = ansible_playbook(role_play(dict(common, logrotate_name="app-renamed"), logrotate_name="app-copied",
+                                     logrotate_copytruncate=True, **common))
+    assert run.rc == 0, run.output[-3000:]
+
     def rotate_then_request(copytruncate, marker):
-        run = ansible_playbook(role_play(logrotate_name="app", logrotate_paths=[logs + "/app.log"], logrotate_dest=str(dest),
-                                         logrotate_copytruncate=copytruncate, logrotate_notifempty=False))
-        assert run.rc == 0, run.output[-3000:]
-        proc = subprocess.run(["logrotate", "-f", "-s", state, str(dest / "app")], capture_output=True, text=True,
+        drop_in = dest / ("app-copied" if copytruncate else "app-renamed")
+        proc = subprocess.run(["logrotate", "-f", "-s", state, str(drop_in)], capture_output=True, text=True,
                               timeout=60, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert svc.get("/nothing-here-%s" % marker).status == 404
