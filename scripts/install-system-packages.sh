@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(postgresql postgresql-client redis-server docker.io docker-compose sqlite3
           debootstrap busybox-static openssl python3-venv curl shellcheck nginx-light
-          pgbackrest)
+          pgbackrest logrotate)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

@@ -419,3 +419,32 @@ def summary(steps, stopped, budget_seconds):
     if failed:
         line += " - " + "; ".join(step.detail for step in failed[:3])
     return line
+
+
+# A step's outcome on the report's ok/warning/critical scale: a step that did not run is a warning (the
+# window ended or the integrity check stopped the rest), a failed one critical.
+OUTCOME_STATES = {"done": "ok", "planned": "ok", "skipped": "warning", "not_run": "warning", "failed": "critical"}
+
+
+def findings(steps, notes, before, after, section="maintenance"):
+    """The run as report findings (check_report's shape): one per step with its time, the database size
+    before and after, and one per note (what was seen and left alone)."""
+    out = []
+    for step in steps:
+        detail = step.reason
+        if step.detail:
+            detail += ": " + step.detail
+        if step.bytes_before is not None and step.bytes_after is not None:
+            detail += " (%d -> %d bytes)" % (step.bytes_before, step.bytes_after)
+        out.append({"section": section, "check": "%s %s" % (step.action.replace("_", " "), step.target),
+                    "state": OUTCOME_STATES.get(step.outcome, "warning"), "value": step.seconds, "unit": "s",
+                    "detail": "%s - %s" % (step.outcome.replace("_", " "), detail)})
+    if after is None:
+        size = "%d bytes before (not run, no size after)" % before
+    else:
+        size = "%d bytes before, %d after (%+d)" % (before, after, after - before)
+    out.append({"section": section, "check": "database size", "state": "ok",
+                "value": before if after is None else after, "unit": "bytes", "detail": size})
+    for note in notes:
+        out.append({"section": section, "check": "note", "state": "ok", "value": None, "unit": None, "detail": note})
+    return out

@@ -142,3 +142,7 @@ class NginxError(RunbookError):
 
 class MaintenanceError(RunbookError):
     """A maintenance step could not run or failed (lock not granted, no free space, a damaged file)."""
+
+
+class LogrotateError(RunbookError):
+    """A logrotate drop-in could not be validated or installed (the previous one is kept)."""

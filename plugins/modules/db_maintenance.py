@@ -27,7 +27,8 @@ description:
   - SQLite - C(PRAGMA integrity_check) first (a damaged file is never vacuumed), then VACUUM and C(PRAGMA optimize)
     while holding the service's single-writer lock; when the service holds that lock the task fails before
     changing anything (stop the service first, or run only the integrity check with O(vacuum=false),
-    O(analyze=false)).
+    O(analyze=false)). In check mode a held lock is a note in RV(notes), so the plan of a window that stops the
+    service first can be shown while it runs.
   - O(time_budget) is checked between steps - the step under way finishes, the rest are reported as not run.
 extends_documentation_fragment:
   - runbook.ops.postgres
@@ -174,6 +175,16 @@ database_bytes_after:
   returned: always
   type: int
   sample: 94371840
+findings:
+  description:
+    - The run as report findings for M(runbook.ops.check_report) (section V(maintenance)) - one per step (V(ok) done
+      or planned, V(warning) skipped or not run, V(critical) failed; the value is its time in seconds), the
+      database size before and after, and one per note.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{section: maintenance, check: "vacuum analyze database app", state: ok, value: 1.2, unit: s,
+            detail: "done - every table"}]
 msg:
   description: The counts of steps by outcome and the failures.
   returned: always
@@ -210,7 +221,11 @@ def sqlite(module, params, budget):
     before = os.path.getsize(params["path"])
     writes = len(steps) > 1
     holder = job.writers() if writes else None
-    if holder is not None:
+    if holder is not None and module.check_mode:
+        # The plan stands; the role that runs it stops the writer first.
+        notes.append("the service holds its writer lock %s (pid %s): a real run fails unless it is stopped first"
+                     % (job.lock_path, holder))
+    elif holder is not None:
         raise MaintenanceError("the service holds its writer lock %s (pid %s): stop it before VACUUM or optimize, or "
                                "run only the integrity check (vacuum: false, analyze: false)" % (job.lock_path, holder))
     if module.check_mode:
@@ -261,6 +276,7 @@ def main():
         "changed": any(step.outcome == "done" and step.action != "integrity_check" for step in steps),
         "steps": [step.as_dict() for step in steps], "notes": notes, "stopped": stopped,
         "database_bytes_before": before, "database_bytes_after": after,
+        "findings": maint.findings(steps, notes, before, after),
         "msg": maint.summary(steps, stopped, params["time_budget"]),
     }
     if module.check_mode:

@@ -60,3 +60,22 @@ def test_the_budget_stops_between_steps_and_failures_do_not_stop_the_rest():
     assert maint.Budget(0, clock=clock).spent() is False
     with pytest.raises(ParameterError):
         maint.Budget(-1)
+
+
+def test_findings_rate_each_step_and_give_the_sizes():
+    done = maint.Step("vacuum", "/srv/app.db", "rewrites the file", 4096)
+    done.outcome, done.seconds, done.bytes_after = "done", 0.5, 2048
+    failed = maint.Step("reindex", "public.i", "named")
+    failed.outcome, failed.detail = "failed", "lock not granted"
+    late = maint.Step("optimize", "/srv/app.db")
+    late.outcome = "not_run"
+    out = maint.findings([done, failed, late], ["x is being built"], 8192, 6144)
+    assert [(f["check"], f["state"]) for f in out] == [
+        ("vacuum /srv/app.db", "ok"), ("reindex public.i", "critical"), ("optimize /srv/app.db", "warning"),
+        ("database size", "ok"), ("note", "ok")]
+    assert out[0]["value"] == 0.5 and out[0]["detail"] == "done - rewrites the file (4096 -> 2048 bytes)"
+    assert out[1]["detail"] == "failed - named: lock not granted"
+    assert out[3]["value"] == 6144 and out[3]["detail"] == "8192 bytes before, 6144 after (-2048)"
+    assert all(f["section"] == "maintenance" for f in out)
+    planned = maint.findings([maint.Step("integrity_check", "/srv/app.db")], [], 100, None)
+    assert planned[0]["state"] == "ok" and planned[-1]["detail"] == "100 bytes before (not run, no size after)"
