@@ -358,22 +358,26 @@ def propose(findings, observations, settings):
 
     # Database sessions.
     blocked = _bad(findings, "database", "blocked sessions")
-    if blocked:
-        out.append(_proposal("cancel_blocking_sessions", "blocked sessions: %s; cancel the blockers' queries, terminate "
-                             "them after the grace period" % blocked[0]["detail"], remediate="cancel", target_blocking=True,
+    roots = [node["pid"] for node in (_observation(observations, "database", "pg_activity") or {}).get("lock_tree") or ()
+             if isinstance(node, dict) and node.get("pid")]  # pid 0 is a prepared transaction: nothing to signal
+    if blocked and roots:
+        out.append(_proposal("cancel_blocking_sessions", "blocked sessions: %s; cancel the query of the session%s at the "
+                             "root (pid %s), terminate after the grace period if still there"
+                             % (blocked[0]["detail"], "s" if len(roots) > 1 else "", ", ".join(str(p) for p in roots)),
+                             remediate="cancel", target_blocking=True, target_pids=roots,
                              target_states=["active", "idle in transaction", "idle in transaction (aborted)"]))
     long_queries = _bad(findings, "database", "long-running queries")
     if long_queries:
         out.append(_proposal("cancel_long_queries", long_queries[0]["detail"], remediate="cancel",
-                             target_states=["active"], target_min_age=settings.get("long_query_seconds", 300)))
+                             target_states=["active"], target_min_age=float(settings.get("long_query_seconds", 300))))
     idle_tx = _bad(findings, "database", "idle in transaction")
     if idle_tx:
         out.append(_proposal("terminate_idle_in_transaction", idle_tx[0]["detail"], remediate="terminate",
                              target_states=["idle in transaction", "idle in transaction (aborted)"],
-                             target_min_age=settings.get("idle_in_transaction_seconds", 60)))
+                             target_min_age=float(settings.get("idle_in_transaction_seconds", 60))))
     connections = _bad(findings, "database", "connections")
     if connections:
-        age = settings.get("idle_connection_seconds", 3600)
+        age = float(settings.get("idle_connection_seconds", 3600))
         out.append(_proposal("terminate_idle_connections", "%s; terminate connections idle for %s or more"
                              % (connections[0]["detail"], _findings.duration(age)), remediate="terminate",
                              target_states=["idle"], target_min_age=age))
@@ -459,8 +463,12 @@ def check_action(item, index):
     else:
         outcome = "done" if changed else "nothing to do"
         msg = "; ".join(str(r.get("msg") or r.get("stdout") or "") for r in steps if r.get("msg") or r.get("stdout"))
+    detail = _action_detail(result)
+    if not changed and detail.get("skipped"):  # pg_activity left protected sessions alone: say which and why
+        msg = "left alone: %s; %s" % ("; ".join("pid %s %s" % (s.get("pid"), s.get("reason")) for s in detail["skipped"]),
+                                      msg)
     return {"action": str(item["action"]), "time": item.get("time"), "outcome": outcome, "changed": changed,
-            "check_mode": check_mode, "msg": _findings.one_line(msg, 1000), "detail": _action_detail(result)}
+            "check_mode": check_mode, "msg": _findings.one_line(msg, 1000), "detail": detail}
 
 
 def _observation_line(item, found):
