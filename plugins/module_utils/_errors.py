@@ -142,3 +142,8 @@ class NginxError(RunbookError):
 
 class MaintenanceError(RunbookError):
     """A maintenance step could not run or failed (lock not granted, no free space, a damaged file)."""
+
+
+class BundleError(RunbookError):
+    """A diagnostics bundle could not be collected or written, or was refused because a known secret
+    value remained in it (the message names the member, never the value)."""
