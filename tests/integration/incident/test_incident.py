@@ -7,10 +7,12 @@ server (a real blocking lock) and Redis (lockout keys under a unique prefix)."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import stat
 import sys
+import tarfile
 import time
 import uuid
 
@@ -49,6 +51,7 @@ def service_vars(svc, tmp_path, **overrides):
         "incident_record_dir": str(tmp_path / "records"),
         "incident_bundle_dir": str(tmp_path / "bundles"),
         "incident_resources_enabled": False,
+        "incident_bundle_env_files": [svc.env_file],  # every value of the service's env file is a known secret
     }
     values.update(overrides)
     return values
@@ -94,6 +97,7 @@ def assert_private(path):
 def test_api_unavailable_against_a_stopped_service_is_sev1(sample_service, tmp_path):
     svc = sample_service()
     svc.stop()
+    write_job_log(svc, 5, errors=1)
     run = run_incident(tmp_path, service_vars(svc, tmp_path), incident_type="api_unavailable")
     assert run.rc == 0, run.output
     incident = incident_of(run)
@@ -116,6 +120,19 @@ def test_api_unavailable_against_a_stopped_service_is_sev1(sample_service, tmp_p
     assert stats["severity"] == "SEV-1" and stats["record"] == incident["record"]
     # The token is never written to the record.
     assert svc.token not in markdown and svc.token not in open(incident["record"]["json"], encoding="utf-8").read()
+    # The bundle: fetched beside the record, private, its checksum as recorded, the job log in it, no secret.
+    bundle = record["bundle"]
+    assert os.path.dirname(bundle["path"]) == os.path.dirname(incident["record"]["json"])
+    assert stat.S_IMODE(os.stat(bundle["path"]).st_mode) == 0o600
+    with open(bundle["path"], "rb") as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == bundle["sha256"]
+    with tarfile.open(bundle["path"]) as archive:
+        names = archive.getnames()
+        content = b"".join(archive.extractfile(m).read() for m in archive.getmembers() if m.isfile())
+    assert any(name.endswith("logs/jobs/5.log") for name in names), names
+    assert b"upload failed" in content
+    assert svc.token.encode() not in content and svc.encryption_key.encode() not in content
+    assert "diagnostics bundle " + bundle["path"] in markdown
 
 
 @pytest.fixture()
