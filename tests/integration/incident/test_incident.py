@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 import sys
 import tarfile
 import time
@@ -328,7 +329,55 @@ def test_every_type_in_check_mode_changes_nothing(sample_service, tmp_path, redi
     assert count(redis_client, prefix + "login_attempt*") == 50
     assert activity_of(pg_conn_params, "pid = %s", (blocker.pid,))
     assert not svc.running
-    # Only the record (on the controller) and the remediations saying what they would change report a change.
+    # Only the record (on the controller), and the bundle and remediations saying what they would write or change,
+    # report a change; no bundle was written.
     changed = [r["task"] for r in run.records if r.get("status") == "changed" or (r.get("result") or {}).get("changed")]
-    assert all(task.startswith(("Write the incident record", "delete_lockout_keys:", "cancel_blocking_sessions:"))
-               for task in changed), changed
+    assert all(task.startswith(("Write the incident record", "Make the diagnostics bundle", "delete_lockout_keys:",
+                                "cancel_blocking_sessions:")) for task in changed), changed
+    assert not os.path.exists(host_vars["incident_bundle_dir"]) or not os.listdir(host_vars["incident_bundle_dir"])
+
+
+@pytest.fixture()
+def stopped_compose_service(tmp_path, busybox_image):
+    """A Compose project (host networking) whose one service `web` was stopped: (project_dir, name)."""
+    name = "rbopsinc" + uuid.uuid4().hex[:8]
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "docker-compose.yml").write_text(yaml.safe_dump({"version": "2.4", "services": {
+        "web": {"image": busybox_image, "network_mode": "host", "command": ["sleep", "3600"], "init": True}}}))
+    (folder / ".env").write_text("COMPOSE_PROJECT_NAME=%s\n" % name)
+    subprocess.run(["docker-compose", "up", "-d"], cwd=folder, check=True, capture_output=True)
+    subprocess.run(["docker-compose", "stop", "--timeout", "1"], cwd=folder, check=True, capture_output=True)
+    yield str(folder), name
+    subprocess.run(["docker-compose", "down", "--timeout", "1"], cwd=folder, check=False, capture_output=True)
+
+
+def container_status(name):
+    out = subprocess.run(["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=%s" % name,
+                          "--format", "{{.State}}"], check=True, capture_output=True, text=True).stdout.split()
+    return out
+
+
+def test_service_wont_start_restarts_the_stopped_service_when_told(tmp_path, stopped_compose_service):
+    folder, name = stopped_compose_service
+    assert container_status(name) == ["exited"]
+    host_vars = {"incident_compose_project_dir": folder, "incident_record_dir": str(tmp_path / "records"),
+                 "incident_bundle_dir": str(tmp_path / "bundles"), "incident_disk_paths": [folder]}
+    run = run_incident(tmp_path, host_vars, check=True, incident_type="service_wont_start", incident_remediate=True,
+                       incident_actions=["restart_service"])
+    assert run.rc == 0, run.output
+    incident = incident_of(run)
+    assert [(a["action"], a["outcome"]) for a in incident["actions"]] == [("restart_service", "would run (check mode)")]
+    assert container_status(name) == ["exited"]
+
+    run = run_incident(tmp_path, host_vars, incident_type="service_wont_start", incident_remediate=True,
+                       incident_actions=["restart_service"])
+    assert run.rc == 0, run.output
+    incident = incident_of(run)
+    assert incident["severity"] == "SEV-2" and "containers" in incident["wrong"], incident
+    assert incident["proposed"][0]["args"] == {"services": ["web"]}
+    assert [(a["action"], a["outcome"]) for a in incident["actions"]] == [("restart_service", "done")]
+    assert container_status(name) == ["running"]
+    record = record_of(incident)
+    assert {d["diagnosis"]: d["state"] for d in record["diagnoses"]}["releases"] == "ok"
+    assert record["bundle"]["path"].endswith(".tar.gz")
