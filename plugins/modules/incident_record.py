@@ -55,9 +55,9 @@ options:
     default: []
   settings:
     description:
-      - What the proposals depend on - C(compose_project_dir) (restart, scale and maintenance mode need a Compose
-        project), C(worker_scale) (a C({service: count}) map), C(maintenance_services), C(proxy_service),
-        C(long_query_seconds), C(idle_in_transaction_seconds), C(idle_connection_seconds), C(docker_prune_available).
+      - "What the proposals depend on - C(compose_project_dir) (restart, scale and maintenance mode need a Compose
+        project), C(worker_scale) (a map of service to container count), C(maintenance_services), C(proxy_service),
+        C(long_query_seconds), C(idle_in_transaction_seconds), C(idle_connection_seconds), C(docker_prune_available)."
     type: dict
     default: {}
   remediate:
