@@ -253,7 +253,7 @@ def main():
     msg = record["summary"]
     if params["record_dir"]:
         name = params["record_name"] or "incident-%s-%s-%s" % (
-            params["incident_type"], params["host"] or "host", record["id"].rsplit("-", 1)[-1])
+            params["incident_type"], params["host"] or "host", record["started"].replace("-", "").replace(":", ""))
         if module.check_mode:
             result["would_write"] = _incident.record_paths(params["record_dir"], name)
             msg += "; check mode: would write the record to %s" % result["would_write"]["markdown"]

@@ -362,12 +362,14 @@ def test_service_wont_start_restarts_the_stopped_service_when_told(tmp_path, sto
     folder, name = stopped_compose_service
     assert container_status(name) == ["exited"]
     host_vars = {"incident_compose_project_dir": folder, "incident_record_dir": str(tmp_path / "records"),
-                 "incident_bundle_dir": str(tmp_path / "bundles"), "incident_disk_paths": [folder]}
+                 "incident_bundle_dir": str(tmp_path / "bundles"), "incident_disk_paths": [folder],
+                 "incident_disk_warn_percent": 0}  # any use is a warning: docker_prune is proposed too
     run = run_incident(tmp_path, host_vars, check=True, incident_type="service_wont_start", incident_remediate=True,
-                       incident_actions=["restart_service"])
+                       incident_actions=["restart_service", "docker_prune"])
     assert run.rc == 0, run.output
     incident = incident_of(run)
-    assert [(a["action"], a["outcome"]) for a in incident["actions"]] == [("restart_service", "would run (check mode)")]
+    assert [(a["action"], a["outcome"]) for a in incident["actions"]] == [("restart_service", "would run (check mode)"),
+                                                                          ("docker_prune", "would run (check mode)")]
     assert container_status(name) == ["exited"]
     assert incident["bundle"]["note"].startswith("check mode: would write")
     assert not os.path.exists(host_vars["incident_bundle_dir"]) or not os.listdir(host_vars["incident_bundle_dir"])
@@ -378,7 +380,8 @@ def test_service_wont_start_restarts_the_stopped_service_when_told(tmp_path, sto
     incident = incident_of(run)
     assert incident["severity"] == "SEV-2" and "containers" in incident["wrong"], incident
     assert incident["proposed"][0]["args"] == {"services": ["web"]}
-    assert [(a["action"], a["outcome"]) for a in incident["actions"]] == [("restart_service", "done")]
+    assert [p["action"] for p in incident["proposed"]] == ["restart_service", "docker_prune"]
+    assert [(a["action"], a["outcome"]) for a in incident["actions"]] == [("restart_service", "done")]  # prune not named
     assert container_status(name) == ["running"]
     record = record_of(incident)
     assert {d["diagnosis"]: d["state"] for d in record["diagnoses"]}["releases"] == "ok"
