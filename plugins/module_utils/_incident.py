@@ -189,9 +189,9 @@ def _from_release_info(result):
     else:
         out.append(_findings.finding("release history", "ok", None, None, "no release recorded for this project"))
     for drift in result.get("drift") or ():
+        detail = "runs %s, the release recorded %s" % (drift.get("running_image"), drift.get("recorded_image"))
         out.append(_findings.finding("drift %s" % drift.get("service"), "warning", drift.get("running_image"), None,
-                                     "runs %s, the release recorded %s" % (drift.get("running_image"),
-                                                                          drift.get("recorded_image"))))
+                                     detail))
     return out
 
 
@@ -352,8 +352,9 @@ def propose(findings, observations, settings):
     scale = settings.get("worker_scale") or {}
     queues = _bad(findings, "redis", prefix="queue ")
     if compose and scale and queues:
-        out.append(_proposal("scale_workers", "%s; scale %s" % ("; ".join("%s %s" % (f["check"], f["detail"]) for f in queues),
-                                                               ", ".join("%s to %s" % kv for kv in sorted(scale.items()))),
+        why = "%s; scale %s" % ("; ".join("%s %s" % (f["check"], f["detail"]) for f in queues),
+                                ", ".join("%s to %s" % kv for kv in sorted(scale.items())))
+        out.append(_proposal("scale_workers", why,
                              scale=dict(scale)))
 
     # Database sessions.
@@ -476,8 +477,8 @@ def _observation_line(item, found):
         return "diagnosis %s skipped: %s" % (item["diagnosis"], item["skipped"])
     counts = _status.summarize(f["state"] for f in found)
     state = _status.worst(f["state"] for f in found)
-    line = "diagnosis %s (%s): %d of %d checks ok, %s" % (item["diagnosis"], item.get("source") or "task",
-                                                         counts["ok"], counts["total"], state)
+    line = "diagnosis %s (%s): %d of %d checks ok, %s" % (
+        item["diagnosis"], item.get("source") or "task", counts["ok"], counts["total"], state)
     bad = _findings.problems(found)
     if bad:
         line += " - " + "; ".join(bad[:3])
@@ -666,8 +667,8 @@ def markdown(record):
     if record["actions"]:
         lines += ["| Time | Action | Outcome | Detail |", "|---|---|---|---|"]
         for item in record["actions"]:
-            lines.append("| %s | %s | %s | %s |" % (_cell(item["time"] or "-"), item["action"], _cell(item["outcome"]),
-                                                     _cell(item["msg"])))
+            cells = (_cell(item["time"] or "-"), item["action"], _cell(item["outcome"]), _cell(item["msg"]))
+            lines.append("| %s | %s | %s | %s |" % cells)
     else:
         lines.append("None.")
     lines += ["", "### Next steps from the runbook", "", record["next_steps"], "",
@@ -677,9 +678,8 @@ def markdown(record):
               "| (to be filled in) | | |", "", "## Attachments", ""]
     bundle = record.get("bundle") or {}
     if bundle.get("path"):
-        lines.append("- Diagnostics bundle: `%s` (%s, sha256 `%s`)" % (bundle["path"],
-                                                                      _findings.human_bytes(bundle.get("size") or 0),
-                                                                      bundle.get("sha256") or "?"))
+        size = _findings.human_bytes(bundle.get("size") or 0)
+        lines.append("- Diagnostics bundle: `%s` (%s, sha256 `%s`)" % (bundle["path"], size, bundle.get("sha256") or "?"))
         if bundle.get("host_path") and bundle["host_path"] != bundle["path"]:
             lines.append("- On the host: `%s`" % bundle["host_path"])
     else:

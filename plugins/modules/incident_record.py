@@ -38,8 +38,8 @@ options:
               bad_gateway, service_wont_start, migration_failed, triage]
   observations:
     description:
-      - One entry per diagnosis, C({diagnosis, source, time, result}) where O(observations[].source) names the module
-        whose registered result O(observations[].result) is (V(http_probe), V(metrics_probe), V(container_health),
+      - One entry per diagnosis, C({diagnosis, source, time, result}) where C(source) names the module
+        whose registered result C(result) is (V(http_probe), V(metrics_probe), V(container_health),
         V(log_scan), V(redis_probe), V(redis_keys), V(pg_activity), V(host_resources), V(path_check),
         V(compose_release_info), or V(docker_df) for the registered C(docker system df --format '{{json .}}')).
       - C({diagnosis, error}) records a diagnosis that could not run (a critical finding); C({diagnosis, skipped})

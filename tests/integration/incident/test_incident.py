@@ -168,7 +168,7 @@ def lockout_keys(redis_client):
 
 
 def count(client, pattern):
-    return sum(1 for _ in client.scan_iter(pattern, count=1000))
+    return sum(1 for dummy in client.scan_iter(pattern, count=1000))
 
 
 def redis_vars(redis_url, pattern):
@@ -183,7 +183,7 @@ def test_triage_names_what_is_wrong(sample_service, tmp_path, redis_url, lockout
     """The service is alive but never ready, and its job logs have errors: triage says so, and only that."""
     svc = sample_service(env={"FAIL_READY": "true"})
     write_job_log(svc, 41, errors=3)
-    _, pattern = lockout_keys(locked=0, other=0)
+    pattern = lockout_keys(locked=0, other=0)[1]
     host_vars = service_vars(svc, tmp_path, incident_postgres_enabled=True,
                              incident_login_host=pg_conn_params["login_host"],
                              incident_login_port=pg_conn_params["login_port"],
@@ -289,7 +289,7 @@ def test_every_type_in_check_mode_changes_nothing(sample_service, tmp_path, redi
                                                   pg_conn_params, blocked_pair):
     """All twelve incident types in one check-mode run, with every remediation allowed: the lockout keys, the
     blocking session and the stopped service stay as they were; each record says it was a dry run."""
-    blocker, _, dbname = blocked_pair
+    blocker, dbname = blocked_pair[0], blocked_pair[2]
     prefix, pattern = lockout_keys(locked=50, other=10)
     svc = sample_service()
     svc.stop()

@@ -58,8 +58,8 @@ def redis(state="ok", queues=()):
     ([redis("critical")], "SEV-1"),                                                   # Redis down, no fallback
     ([http(), pg([finding("server", "ok"), finding("blocked sessions", "critical")])], "SEV-2"),
     ([lockouts(5000)], "SEV-2"),
-    ([{"diagnosis": "metrics", "source": "metrics_probe", "result": {"reasons": ["status 401"], "series": 0,
-                                                                    "status": 401}}], "SEV-3"),  # monitoring only
+    ([{"diagnosis": "metrics", "source": "metrics_probe",
+       "result": {"reasons": ["status 401"], "series": 0, "status": 401}}], "SEV-3"),  # monitoring only
     ([http("warning", reasons=["slow: 700 ms"])], "SEV-3"),
     ([lockouts(3)], "SEV-3"),
     ([http(), lockouts(0)], "SEV-4"),
@@ -191,8 +191,8 @@ def test_database_proposals_follow_the_findings():
     assert list(proposed) == ["cancel_blocking_sessions", "cancel_long_queries", "terminate_idle_in_transaction",
                               "terminate_idle_connections"]
     assert proposed["cancel_blocking_sessions"]["args"]["target_pids"] == [4240]  # the root, never pid 0
-    assert proposed["cancel_long_queries"]["args"] == {"remediate": "cancel", "target_states": ["active"],
-                                                      "target_min_age": 300.0}
+    assert proposed["cancel_long_queries"]["args"] == {
+        "remediate": "cancel", "target_states": ["active"], "target_min_age": 300.0}
     assert proposed["terminate_idle_connections"]["args"]["target_states"] == ["idle"]
     assert proposed["terminate_idle_connections"]["args"]["target_min_age"] == 3600.0
     # A blocked-sessions finding without a visible root proposes nothing to cancel.
@@ -237,8 +237,8 @@ def test_an_action_runs_only_when_remediate_and_named():
     ({"action": "delete_lockout_keys", "check_mode": True, "result": {"changed": True, "matched": 5}},
      "would run (check mode)"),
     ({"action": "restart_service", "error": "task failed: lock held"}, "failed"),
-    ({"action": "docker_prune", "result": {"changed": True, "results": [{"changed": False, "stdout": "Total 0B"},
-                                                                       {"changed": True, "stdout": "Deleted: x"}]}},
+    ({"action": "docker_prune", "result": {"changed": True, "results": [
+        {"changed": False, "stdout": "Total 0B"}, {"changed": True, "stdout": "Deleted: x"}]}},
      "done"),
     ({"action": "docker_prune", "result": {"results": [{"failed": True, "msg": "no docker"}]}}, "failed"),
 ])
