@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take secrets out of text and JSON before it leaves a host (runbook IN8's diagnostics bundle).
 
-Rules, each counted by name (never the values):
+Rules, in order of precedence (where matches overlap, one marker names the first rule and counts for
+it); the counts per rule are the markers per rule, never the values:
 
 - ``known_secret``: the exact values given (and their base64, URL-encoded and JSON-escaped forms,
   base64 at every byte alignment so a secret inside a larger base64 text such as ``user:secret`` is
@@ -58,7 +59,7 @@ _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _HEADER = re.compile(r"(?i)\b(?:proxy-)?authorization|\bx-api-(?:token|key)\b|\bx-auth-token\b|\b(?:set-)?cookie\b")
 _HEADER_VALUE = re.compile(r"""(["']?[ \t]*:[ \t]*["']?)([^"'\r\n]+)""")
 _BEARER = re.compile(r"(?i)\b(?:bearer|basic|token)[ \t]+([A-Za-z0-9._~+/-]{8,}=*)")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"'<>]*:([^\s@\"'<>]+)@")
 _AWS = re.compile(r"(?i)aws_secret_access_key[\"']?[ \t]*[:=][ \t]*[\"']?([A-Za-z0-9/+=]{16,})")
 _SQL_PASSWORD = re.compile(r"(?i)\bpassword[ \t]+'((?:[^']|'')*)'")
@@ -182,8 +183,11 @@ class Redactor:
                     spans.append((pos, len(text), "pem_private_key+"))
                     open_from = pos
                     break
-                spans.append((pos, end.end(), "pem_private_key+"))
-                pos = end.end()
+                stop = end.end()
+                if text[stop:] in ("\n", "\r\n"):
+                    stop = len(text)  # the END line goes whole
+                spans.append((pos, stop, "pem_private_key+"))
+                pos = stop
                 in_pem = False
             begin = _PEM_BEGIN.search(text, pos)
             if begin is None:
@@ -237,10 +241,8 @@ class Redactor:
             first = rules[0]
             if first != "pem_private_key+":  # the continuation of a block counted at its BEGIN
                 out.append(MARKER % first.rstrip("+"))
-            if count:
-                for rule in rules:
-                    if not rule.endswith("+"):
-                        self.counts[rule] += 1
+            if count and not first.endswith("+"):
+                self.counts[first] += 1  # one per marker: what the reader of the bundle sees
             pos = min(end, cut)
         out.append(text[pos:cut])
         return "".join(out)
