@@ -265,7 +265,7 @@ class Redactor:
         """Redact the first part of an over-long line: ``(output, consumed, in_pem)``."""
         spans, open_from = self._spans(text, in_pem)
         cut = len(text) - self.overlap
-        for start, end, rules in spans:
+        for start, end, _rules in spans:
             if start < cut < end and not (open_from is not None and start <= open_from < end):
                 cut = start  # a match across the cut waits for the next window, whole
                 break

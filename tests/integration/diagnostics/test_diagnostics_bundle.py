@@ -56,9 +56,9 @@ def planted(busybox_image, tmp_path_factory):
             "services:\n  web:\n    image: app:${APP_TAG}\n    network_mode: host\n"
             "    environment:\n      DB_PASSWORD: %s\n" % values["db_password"])
         (project_dir / ".env").write_text("APP_TAG=1.4.2\nAPI_TOKEN=%s\n" % values["api_token"])
-        (project_dir / ".runbook" / "releases.json").write_text(json.dumps({
-            "version": 1, "current": "r1", "releases": [{"id": "r1", "outcome": "succeeded",
-                                                          "variables": {"APP_TAG": "1.4.2"}}]}))
+        release = {"id": "r1", "outcome": "succeeded", "variables": {"APP_TAG": "1.4.2"}}
+        (project_dir / ".runbook" / "releases.json").write_text(json.dumps({"version": 1, "current": "r1",
+                                                                            "releases": [release]}))
         (project_dir / ".runbook" / "events.jsonl").write_text(json.dumps(
             {"time": "2026-11-30T08:00:00Z", "event": "deploy", "outcome": "succeeded", "release": "r1",
              "detail": {}}) + "\n")

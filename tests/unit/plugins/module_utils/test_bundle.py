@@ -208,6 +208,7 @@ class CapturedEngine:
         return next((a for a in self.inspected if a["Name"].lstrip("/") == name or a["Id"] == name), None)
 
     def logs(self, name, tail):
+        assert tail == 1000  # Limits' default
         if self.fail_logs:
             raise ContainerError("reading the logs of container %s failed" % name)
         return iter([self.log_data[i:i + 7] for i in range(0, len(self.log_data), 7)])
@@ -292,3 +293,17 @@ def test_env_secrets_of_a_container():
 def test_scan_reads_members_in_chunks():
     scan = _bundle.SecretScan(_bundle.KnownSecrets([SECRET]), chunk=5)
     assert scan.found(io.BytesIO(b"....." + SECRET.encode()))
+
+
+def test_an_engine_that_cannot_answer_is_a_skipped_source(tmp_path):
+    def down():
+        raise ContainerError("cannot reach the Docker engine at the default socket: connection refused")
+    bundle = BundleCollector(str(tmp_path / "out"), engine_factory=down)
+    bundle.add_project(Project(name="app"))
+    bundle.add_containers(["web"])
+    bundle.add_documents({"d": 1})
+    result = bundle.write()
+    reason = "cannot reach the Docker engine at the default socket: connection refused"
+    assert result["skipped"] == [{"source": "containers of Compose project app", "reason": reason},
+                                 {"source": "container web", "reason": reason}]
+    assert [m["name"] for m in result["members"]] == ["project/containers.json", "documents/d.json", "manifest.json"]
