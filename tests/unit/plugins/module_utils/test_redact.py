@@ -107,7 +107,7 @@ def test_pem_block_across_lines_goes_whole():
 
 def test_unterminated_pem_block_runs_to_the_end():
     text, counts = redact("x\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIsecret\nmore\n")
-    assert text == "x\n[REDACTED:pem_private_key]\n"
+    assert text == "x\n[REDACTED:pem_private_key]"
     assert counts == {"pem_private_key": 1}
 
 
@@ -245,3 +245,18 @@ def test_scan_finds_every_form_across_reads():
         assert scan.found(io.BytesIO(b"x" * 11 + form.encode() + b"y" * 5)), form
     assert not scan.found(io.BytesIO(b"nothing here [REDACTED:known_secret]" * 10))
     assert not SecretScan(KnownSecrets()).found(io.BytesIO(b"anything"))
+
+
+def test_multibyte_secret_split_inside_a_character():
+    secret = "pässwörd-ünïcode"
+    data = ("x %s y\n" % secret).encode("utf-8")
+    cut = data.index("ä".encode("utf-8")) + 1  # between the two bytes of one character
+    redactor = Redactor(KnownSecrets([secret]))
+    out = b"".join(redactor.stream([data[:cut], data[cut:]]))
+    assert out == b"x [REDACTED:known_secret] y\n"
+
+
+def test_extra_secret_names_apply_to_streams():
+    import re
+    redactor = Redactor(extra_names=re.compile("locker_code", re.I))
+    assert redactor.bytes(b"LOCKER_CODE=1234 other=5\n") == b"LOCKER_CODE=[REDACTED:secret_key] other=5\n"
