@@ -259,4 +259,4 @@ def test_multibyte_secret_split_inside_a_character():
 def test_extra_secret_names_apply_to_streams():
     import re
     redactor = Redactor(extra_names=re.compile("locker_code", re.I))
-    assert redactor.bytes(b"LOCKER_CODE=1234 other=5\n") == b"LOCKER_CODE=[REDACTED:secret_key] other=5\n"
+    assert redactor.bytes(b"set LOCKER_CODE=1234 other=5\n") == b"set LOCKER_CODE=[REDACTED:secret_key] other=5\n"
