@@ -466,8 +466,8 @@ class BundleCollector:
         return {rule: self.redactor.counts.get(rule, 0) for rule in RULES}
 
     def manifest(self):
-        return {"format_version": FORMAT_VERSION, "created": self.now.astimezone(datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"), "host": socket.gethostname(), "bundle": self.base,
+        created = self.now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"format_version": FORMAT_VERSION, "created": created, "host": socket.gethostname(), "bundle": self.base,
                 "members": [m.as_dict() for m in self.members], "truncated": [m.name for m in self.members if m.truncated],
                 "skipped": self.skipped, "notes": self.notes, "redactions": self.redaction_counts(),
                 "known_secrets": len(self.known), "limits": self.limits.as_dict()}
