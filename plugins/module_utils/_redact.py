@@ -22,8 +22,10 @@ it); the counts per rule are the markers per rule, never the values:
   environment entries (``NAME=value``), YAML (``name: value``), JSON (``"name": "value"``), query strings,
   and, for JSON documents, the structure itself.
 
-Text is redacted line by line; a line longer than ``max_line`` is redacted in windows that keep an
-overlap longer than any match's context, so a secret split across a read boundary is still caught.
+Streams are redacted in blocks of whole lines (no rule but PEM, whose state is carried, crosses a line
+end); a line longer than ``max_line`` is redacted in windows that keep an overlap longer than any match's
+context, so a secret split across a read boundary is still caught.  A single token longer than a window is
+redacted up to the window's end only; the final scan of the bundle is the net for such cases.
 Bytes that are not UTF-8 go through unchanged (surrogateescape).  Plain Python, no Ansible imports.
 """
 
