@@ -25,7 +25,6 @@ import datetime
 import glob
 import hashlib
 import io
-import json
 import os
 import re
 import secrets as _random
@@ -281,10 +280,7 @@ class BundleCollector:
         if self._engine is None:
             if self.engine_factory is None:
                 raise BundleError("containers were asked for but no Docker engine is configured")
-            try:
-                self._engine = self.engine_factory()
-            except ContainerError as exc:
-                raise BundleError(str(exc)) from None
+            self._engine = self.engine_factory()
         return self._engine
 
     # secrets --------------------------------------------------------------------------------------
@@ -327,11 +323,13 @@ class BundleCollector:
                 self.notes.append(str(exc))
         inspected = []
         for name in project.names:
-            inspected = self._call(self.engine.with_labels, {_docker.COMPOSE_PROJECT_LABEL: name})
-            if inspected:
+            answered, inspected = self._ask("containers of Compose project %s" % name, "with_labels",
+                                            {_docker.COMPOSE_PROJECT_LABEL: name})
+            if inspected or not answered:
                 break
-        if not inspected:
+        else:
             self.notes.append("no containers of Compose project %s" % " or ".join(project.names))
+        inspected = inspected or []
         records = [dict(_docker.container_record(attrs), image_id=attrs.get("Image")) for attrs in inspected]
         self.add_json("project/containers.json", "project", project.name,
                       {"project": project.name, "project_dir": project.project_dir, "state_dir": project.state_dir,
@@ -339,15 +337,20 @@ class BundleCollector:
         for attrs in inspected:
             self.add_container(attrs)
 
-    def _call(self, function, *args):
+    def _ask(self, source, method, *args):
+        """``(answered, value)`` of an engine call; an engine that cannot answer (not running, no permission) is
+        a skipped source, not a failed bundle: an incident may be exactly that."""
         try:
-            return function(*args)
-        except ContainerError as exc:
-            raise BundleError(str(exc)) from None
+            return True, getattr(self.engine, method)(*args)
+        except (BundleError, ContainerError) as exc:
+            self.skipped.append({"source": source, "reason": str(exc)})
+            return False, None
 
     def add_containers(self, names):
         for name in names:
-            attrs = self._call(self.engine.inspect, name)
+            answered, attrs = self._ask("container " + name, "inspect", name)
+            if not answered:
+                continue
             if attrs is None:
                 self.skipped.append({"source": "container " + name, "reason": "no such container"})
                 continue
@@ -463,8 +466,8 @@ class BundleCollector:
         return {rule: self.redactor.counts.get(rule, 0) for rule in RULES}
 
     def manifest(self):
-        return {"format_version": FORMAT_VERSION, "created": self.now.astimezone(datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"), "host": socket.gethostname(), "bundle": self.base,
+        created = self.now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"format_version": FORMAT_VERSION, "created": created, "host": socket.gethostname(), "bundle": self.base,
                 "members": [m.as_dict() for m in self.members], "truncated": [m.name for m in self.members if m.truncated],
                 "skipped": self.skipped, "notes": self.notes, "redactions": self.redaction_counts(),
                 "known_secrets": len(self.known), "limits": self.limits.as_dict()}

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take secrets out of text and JSON before it leaves a host (runbook IN8's diagnostics bundle).
 
-Rules, each counted by name (never the values):
+Rules, in order of precedence (where matches overlap, one marker names the first rule and counts for
+it); the counts per rule are the markers per rule, never the values:
 
 - ``known_secret``: the exact values given (and their base64, URL-encoded and JSON-escaped forms,
   base64 at every byte alignment so a secret inside a larger base64 text such as ``user:secret`` is
@@ -21,15 +22,19 @@ Rules, each counted by name (never the values):
   environment entries (``NAME=value``), YAML (``name: value``), JSON (``"name": "value"``), query strings,
   and, for JSON documents, the structure itself.
 
-Text is redacted line by line; a line longer than ``max_line`` is redacted in windows that keep an
-overlap longer than any match's context, so a secret split across a read boundary is still caught.
+Streams are redacted in blocks of whole lines (no rule but PEM, whose state is carried, crosses a line
+end); a line longer than ``max_line`` is redacted in windows that keep an overlap longer than any match's
+context, so a secret split across a read boundary is still caught.  A single token longer than a window is
+redacted up to the window's end only; the final scan of the bundle is the net for such cases.
 Bytes that are not UTF-8 go through unchanged (surrogateescape).  Plain Python, no Ansible imports.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import collections
+import functools
 import json
 import re
 import urllib.parse
@@ -58,18 +63,20 @@ _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _HEADER = re.compile(r"(?i)\b(?:proxy-)?authorization|\bx-api-(?:token|key)\b|\bx-auth-token\b|\b(?:set-)?cookie\b")
 _HEADER_VALUE = re.compile(r"""(["']?[ \t]*:[ \t]*["']?)([^"'\r\n]+)""")
 _BEARER = re.compile(r"(?i)\b(?:bearer|basic|token)[ \t]+([A-Za-z0-9._~+/-]{8,}=*)")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"'<>]*:([^\s@\"'<>]+)@")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*+://[^\s:/@\"'<>]*:([^\s@\"'<>]+)@")
 _AWS = re.compile(r"(?i)aws_secret_access_key[\"']?[ \t]*[:=][ \t]*[\"']?([A-Za-z0-9/+=]{16,})")
 _SQL_PASSWORD = re.compile(r"(?i)\bpassword[ \t]+'((?:[^']|'')*)'")
 # A key, its separator and its value: quoted (JSON, YAML, shell) or bare up to a separator.
-_KEY_VALUE = re.compile(r"""(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)(?P<sep>["']?[ \t]*[:=][ \t]*)"""
-                        r"""(?:"(?P<dq>(?:[^"\\\r\n]|\\.)*)"|'(?P<sq>[^'\r\n]*)'|(?P<bare>[^\s,;&}\]\[)("'<>]+))""")
+_KEY = re.compile(r"""(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]*+)["']?[ \t]*[:=]""")
+_VALUE = (r"""(?P<sep>["']?[ \t]*[:=][ \t]*)"""
+          r"""(?:"(?P<dq>(?:[^"\\\r\n]|\\.)*)"|'(?P<sq>[^'\r\n]*)'|(?P<bare>[^\s,;&}\]\[)("'<>]+))""")
 # At the start of a line (dotenv, YAML, environment entries), an unquoted value runs to the end of the line.
-_LINE_KEY_VALUE = re.compile(r"""^[ \t]*(?:export[ \t]+|-[ \t]+)?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)[ \t]*[:=][ \t]*"""
-                             r"""(?P<rest>[^"'\s][^\r\n]*?)[ \t]*(?:\r?\n)?$""")
+_LINE_KEY_VALUE = re.compile(r"""(?m)^[ \t]*(?:export[ \t]+|-[ \t]+)?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*+)[ \t]*[:=][ \t]*"""
+                             r"""(?P<rest>[^"'\s][^\r\n]*?)[ \t]*\r?$""")
 
 
+@functools.lru_cache(maxsize=4096)
 def secret_name(name, extra=None):
     """Whether a key or variable name looks like it holds a secret."""
     name = str(name)
@@ -189,39 +196,45 @@ class Redactor:
             if begin is None:
                 break
             end = _PEM_END.search(text, begin.end())
-            if end is None:  # the line's own newline stays; the lines up to END go
-                spans.append((begin.start(), len(text.rstrip("\r\n")), "pem_private_key"))
+            if end is None:  # open to the end of the text: the lines up to END go, END is in later text
+                spans.append((begin.start(), len(text), "pem_private_key"))
                 open_from = begin.start()
                 break
             spans.append((begin.start(), end.end(), "pem_private_key"))
             pos = end.end()
-        if self.secrets.regex is not None:
-            spans.extend((m.start(), m.end(), "known_secret") for m in self.secrets.regex.finditer(text))
-        for match in _HEADER.finditer(text):
-            value = _HEADER_VALUE.match(text, match.end())
-            if value and value.group(2).strip():
-                spans.append((value.start(2), value.end(2), "auth_header"))
-        spans.extend((m.start(1), m.end(1), "bearer_token") for m in _BEARER.finditer(text))
-        spans.extend((m.start(), m.end(), "jwt") for m in _JWT.finditer(text))
-        spans.extend((m.start(1), m.end(1), "connection_string") for m in _URL_PASSWORD.finditer(text))
-        spans.extend((m.start(1), m.end(1), "aws_secret_key") for m in _AWS.finditer(text))
-        spans.extend((m.start(1), m.end(1), "sql_password") for m in _SQL_PASSWORD.finditer(text) if m.group(1))
-        for line in _line_starts(text):
-            match = _LINE_KEY_VALUE.match(text, line, _line_end(text, line))
-            if match and self._named(match.group("key")):
+        for form in self.secrets.forms:  # str.find per form: far faster than one alternation over every form
+            found = text.find(form)
+            while found >= 0:
+                spans.append((found, found + len(form), "known_secret"))
+                found = text.find(form, found + 1)
+        low = text.lower()  # each rule runs only where its literal part occurs: logs are mostly clean
+        if "authorization" in low or "x-api-" in low or "x-auth-token" in low or "cookie" in low:
+            for match in _HEADER.finditer(text):
+                value = _HEADER_VALUE.match(text, match.end())
+                if value and value.group(2).strip():
+                    spans.append((value.start(2), value.end(2), "auth_header"))
+        if "bearer" in low or "basic" in low or "token" in low:
+            spans.extend((m.start(1), m.end(1), "bearer_token") for m in _BEARER.finditer(text))
+        if "eyJ" in text:
+            spans.extend((m.start(), m.end(), "jwt") for m in _JWT.finditer(text))
+        if "://" in text:
+            spans.extend((m.start(1), m.end(1), "connection_string") for m in _URL_PASSWORD.finditer(text))
+        if "aws_secret_access_key" in low:
+            spans.extend((m.start(1), m.end(1), "aws_secret_key") for m in _AWS.finditer(text))
+        if "password" in low:
+            spans.extend((m.start(1), m.end(1), "sql_password") for m in _SQL_PASSWORD.finditer(text) if m.group(1))
+        for match in _LINE_KEY_VALUE.finditer(text):
+            if self._named(match.group("key")):
                 spans.append((match.start("rest"), match.end("rest"), "secret_key"))
-        pos = 0
-        while True:  # by hand: after a key that is not secret, its value may hold one (https://h/?token=x)
-            match = _KEY_VALUE.search(text, pos)
-            if match is None:
-                break
-            if not self._named(match.group("key")):
-                pos = match.end("key")
-                continue
-            group = next(g for g in ("dq", "sq", "bare") if match.group(g) is not None)
-            if match.start(group) < match.end(group):
-                spans.append((match.start(group), match.end(group), "secret_key"))
-            pos = match.end()
+        # Keys followed by ':' or '=' are listed at C speed; only those that look secret are matched with their values.
+        secret_keys = sorted({key for key in _KEY.findall(text) if self._named(key)}, key=len, reverse=True)
+        if secret_keys:
+            keyed = re.compile(r"(?<![A-Za-z0-9_.-])(?P<key>%s)(?![A-Za-z0-9_.-])%s"
+                               % ("|".join(re.escape(k) for k in secret_keys), _VALUE))
+            for match in keyed.finditer(text):
+                group = next(g for g in ("dq", "sq", "bare") if match.group(g) is not None)
+                if match.start(group) < match.end(group):
+                    spans.append((match.start(group), match.end(group), "secret_key"))
         markers = [(m.start(), m.end()) for m in _MARKER_RE.finditer(text)]
         if markers:  # already redacted (a JSON document's second pass): not again
             spans = [s for s in spans if not any(a <= s[0] and s[1] <= b for a, b in markers)]
@@ -237,10 +250,8 @@ class Redactor:
             first = rules[0]
             if first != "pem_private_key+":  # the continuation of a block counted at its BEGIN
                 out.append(MARKER % first.rstrip("+"))
-            if count:
-                for rule in rules:
-                    if not rule.endswith("+"):
-                        self.counts[rule] += 1
+            if count and not first.endswith("+"):
+                self.counts[first] += 1  # one per marker: what the reader of the bundle sees
             pos = min(end, cut)
         out.append(text[pos:cut])
         return "".join(out)
@@ -248,12 +259,7 @@ class Redactor:
     # text -------------------------------------------------------------------------------------------
     def text(self, text, count=True):
         """``text`` (str) redacted; PEM blocks across its lines are followed."""
-        out = []
-        in_pem = False
-        for line in _split_lines(text):
-            redacted, in_pem = self._line(line, in_pem, count)
-            out.append(redacted)
-        return "".join(out)
+        return self._line(text, False, count)[0]
 
     def _line(self, line, in_pem, count=True):
         spans, open_from = self._spans(line, in_pem)
@@ -263,7 +269,7 @@ class Redactor:
         """Redact the first part of an over-long line: ``(output, consumed, in_pem)``."""
         spans, open_from = self._spans(text, in_pem)
         cut = len(text) - self.overlap
-        for start, end, rules in spans:
+        for start, end, _rules in spans:
             if start < cut < end and not (open_from is not None and start <= open_from < end):
                 cut = start  # a match across the cut waits for the next window, whole
                 break
@@ -276,26 +282,24 @@ class Redactor:
         """Redact an iterator of byte chunks; yields bytes.  Memory: one window (``max_line`` plus overlap)."""
         buf = ""
         in_pem = False
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")  # a character split across chunks
         for chunk in chunks:
             if not chunk:
                 continue
-            buf += chunk.decode("utf-8", "surrogateescape") if isinstance(chunk, bytes) else chunk
+            buf += decoder.decode(chunk)
             pieces = []
-            start = 0
-            while True:
-                newline = buf.find("\n", start)
-                if newline < 0:
-                    break
-                redacted, in_pem = self._line(buf[start:newline + 1], in_pem)
+            newline = buf.rfind("\n")
+            if newline >= 0:  # the complete lines at once: no rule but PEM (which keeps its state) spans lines
+                redacted, in_pem = self._line(buf[:newline + 1], in_pem)
                 pieces.append(redacted)
-                start = newline + 1
-            buf = buf[start:]
+                buf = buf[newline + 1:]
             while len(buf) > self.max_line:
                 output, consumed, in_pem = self._window(buf, in_pem)
                 pieces.append(output)
                 buf = buf[consumed:]
             if pieces:
                 yield _encode("".join(pieces))
+        buf += decoder.decode(b"", final=True)
         if buf:
             redacted, in_pem = self._line(buf, in_pem)
             yield _encode(redacted)
@@ -332,26 +336,8 @@ class Redactor:
         return (text + "\n").encode("utf-8", "surrogateescape")
 
 
-def _split_lines(text):
-    lines = text.split("\n")
-    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
-
-
 def _encode(text):
     return text.encode("utf-8", "surrogateescape")
-
-
-def _line_starts(text):
-    yield 0
-    pos = text.find("\n")
-    while 0 <= pos < len(text) - 1:
-        yield pos + 1
-        pos = text.find("\n", pos + 1)
-
-
-def _line_end(text, start):
-    end = text.find("\n", start)
-    return len(text) if end < 0 else end + 1
 
 
 def _merge(spans):

@@ -37,7 +37,7 @@ description:
     so a secret across a read boundary is still found.
   - The bundle is written to a hidden temporary name (mode 0600) in O(dest) (created with mode 0700), then read back
     whole and scanned for every known secret value in every form. If one remains, the bundle is deleted and the task
-    fails with C(refused: secret value found in <member>); the value is never shown. Only a clean bundle gets its final
+    fails with a message that starts with C(refused) and names the member; the value is never shown. Only a clean bundle gets its final
     name C(diagnostics-<label>-<UTC time>-<random>.tar.gz).
   - Retention keeps the O(keep) newest bundles of the same O(label) in O(dest) and removes older ones; no other file is
     touched.
@@ -156,6 +156,10 @@ attributes:
     description: Every run writes a new bundle.
 notes:
   - Fetch the bundle with M(ansible.builtin.fetch) (C(flat=true)) using RV(path).
+  - A Docker engine that cannot be reached, a container without logs or a file that vanished is listed in RV(skipped)
+    and the rest is still collected; an incident may be exactly that.
+  - O(documents) are ordinary module arguments, shown by Ansible at C(-vvv) like any other; values given in O(secrets)
+    are masked there too (they are C(no_log)), so put the secrets a document may hold in O(secrets).
   - Redaction is a safety net, not a guarantee; secrets in formats it does not know may remain, so treat a bundle as
     confidential.
 requirements:

@@ -32,19 +32,21 @@ def planted(busybox_image, tmp_path_factory):
     """A Compose-labelled container with the secrets in its env and logs, a project directory, job logs."""
     tag = secrets.token_hex(4)
     values = {"api_token": "tok-" + secrets.token_urlsafe(18), "db_password": "pw-" + secrets.token_hex(10),
-              "extra": "xs-" + secrets.token_hex(12), "jwt": JWT, "pem": PEM_BODY}
+              "extra": "xs-" + secrets.token_hex(12), "jwt": JWT, "pem": PEM_BODY,
+              "redis_password": "rp-" + secrets.token_hex(8)}  # only in a URL: no rule knows it by value
     project = "rbopsbundle" + tag
     name = "rbops-bundle-%s" % tag
     script = ('echo "web starting, marker-%s"; echo "boot with $API_TOKEN ready"; '
               'echo "GET /api Authorization: Bearer %s"; echo "db postgres://app:$DB_PASSWORD@127.0.0.1:5432/app"; '
-              'sleep 600') % (tag, JWT)
+              'echo "cache redis://:%s@127.0.0.1:6379/0"; echo "session %s"; sleep 600') % (
+                  tag, JWT, values["redis_password"], JWT)
     subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host",
                     "--label", "com.docker.compose.project=" + project, "--label", "com.docker.compose.service=web",
                     "-e", "API_TOKEN=" + values["api_token"], "-e", "DB_PASSWORD=" + values["db_password"],
                     busybox_image, "sh", "-c", script], check=True, capture_output=True)
     try:
         deadline = time.monotonic() + 20
-        while b"/api" not in subprocess.run(["docker", "logs", name], capture_output=True, check=False).stdout:
+        while b"session" not in subprocess.run(["docker", "logs", name], capture_output=True, check=False).stdout:
             assert time.monotonic() < deadline, "the test container printed nothing"
             time.sleep(0.2)
         root = tmp_path_factory.mktemp("bundle")
@@ -54,9 +56,9 @@ def planted(busybox_image, tmp_path_factory):
             "services:\n  web:\n    image: app:${APP_TAG}\n    network_mode: host\n"
             "    environment:\n      DB_PASSWORD: %s\n" % values["db_password"])
         (project_dir / ".env").write_text("APP_TAG=1.4.2\nAPI_TOKEN=%s\n" % values["api_token"])
-        (project_dir / ".runbook" / "releases.json").write_text(json.dumps({
-            "version": 1, "current": "r1", "releases": [{"id": "r1", "outcome": "succeeded",
-                                                          "variables": {"APP_TAG": "1.4.2"}}]}))
+        release = {"id": "r1", "outcome": "succeeded", "variables": {"APP_TAG": "1.4.2"}}
+        (project_dir / ".runbook" / "releases.json").write_text(json.dumps({"version": 1, "current": "r1",
+                                                                            "releases": [release]}))
         (project_dir / ".runbook" / "events.jsonl").write_text(json.dumps(
             {"time": "2026-11-30T08:00:00Z", "event": "deploy", "outcome": "succeeded", "release": "r1",
              "detail": {}}) + "\n")
@@ -128,6 +130,8 @@ def test_bundle_holds_the_content_and_no_secret(planted, tmp_path):
     assert "boot with [REDACTED:known_secret] ready" in content[logs]
     # the password is known from the container's DB_PASSWORD as well: one marker, both rules counted
     assert "postgres://app:[REDACTED:known_secret]@127.0.0.1:5432/app" in content[logs]
+    assert "cache redis://:[REDACTED:connection_string]@127.0.0.1:6379/0" in content[logs]
+    assert "session [REDACTED:jwt]" in content[logs]
     assert "job import started marker-%s" % tag in content["files" + planted["jobs"] + "/import.log"]
     assert "job import done" in content["files" + planted["jobs"] + "/import.log"]
     inspect = json.loads(content["containers/%s/inspect.json" % planted["name"]])
