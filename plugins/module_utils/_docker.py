@@ -325,6 +325,16 @@ class DockerEngine:
         except docker_errors.NotFound:
             return None
 
+    def logs(self, name, tail):
+        """Byte chunks of the last ``tail`` lines of the container's stdout and stderr, with timestamps."""
+        chunks = self._call("reading the logs of container %s" % name, self.client.api.logs, name, stdout=True,
+                            stderr=True, stream=True, follow=False, timestamps=True, tail=tail)
+        try:
+            yield from chunks
+        except (docker_errors.DockerException, OSError) as exc:
+            raise ContainerError("reading the logs of container %s failed on the Docker engine at %s: %s"
+                                 % (name, self.where, engine_failure(exc))) from None
+
     def with_labels(self, labels):
         """Inspect objects of every container (running or not) carrying all ``labels`` (a dict)."""
         filters = {"label": ["%s=%s" % item for item in sorted(labels.items())]}

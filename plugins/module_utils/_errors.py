@@ -146,3 +146,8 @@ class MaintenanceError(RunbookError):
 
 class LogrotateError(RunbookError):
     """A logrotate drop-in could not be validated or installed (the previous one is kept)."""
+
+
+class BundleError(RunbookError):
+    """A diagnostics bundle could not be collected or written, or was refused because a known secret
+    value remained in it (the message names the member, never the value)."""

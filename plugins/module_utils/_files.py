@@ -120,6 +120,21 @@ def atomic_write(path, data=None, reader=None, mode=None, keep_attributes=True):
     return size
 
 
+def create_partial(path, mode=PRIVATE_FILE):
+    """A new hidden partial file for ``path`` (see ``partial_name``), open for binary writing, with ``mode``:
+    ``(temp_path, handle)``.  For a writer that must check what it wrote before ``publish_partial``."""
+    temp = partial_name(path)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.fchmod(fd, mode)
+    return temp, os.fdopen(fd, "wb")
+
+
+def publish_partial(temp, path):
+    """Give a closed, fsynced partial file its final name, durably."""
+    os.replace(temp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
 def private_copy(path, suffix=None):
     """A 0600 copy of ``path`` beside it, named ``<name>.<suffix>`` (default: a UTC stamp and a
     random part), written atomically.  Returns the copy's path.  For reverting a change to a file

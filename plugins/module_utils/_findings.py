@@ -197,6 +197,9 @@ def _table(findings):
     return lines
 
 
+table = _table  # the findings table, also used by the incident record (_incident.py)
+
+
 def markdown(report):
     """The report as Markdown: summary, what needs attention, one table per section, thresholds."""
     counts = report["counts"]
