@@ -158,7 +158,7 @@ def main():
         argument_spec=_options.merged(_options.REDIS_OPTIONS, **{
             "pattern": {"type": "str", "required": True},
             "state": {"type": "str", "default": "absent", "choices": ["absent"]},
-            "max_keys": {"type": "int", "default": 10000},
+            "max_keys": {"type": "int", "default": 10000, "no_log": False},
             "max_rate": {"type": "int", "default": 5000},
             "batch_size": {"type": "int", "default": 500},
             "scan_count": {"type": "int", "default": 1000},

@@ -52,7 +52,7 @@ def test_demo_backs_up_breaks_restores_and_rotates(tmp_path):
         assert re.search(r"^✓ %s\b" % step, out, re.M), "step %s missing:\n%s" % (step, out)
     backup_id = re.search(r"^✓ backup .*: (sqlite-app-\d{8}T\d{6}Z-[0-9a-f]+) \(", out, re.M).group(1)
     assert "latest %s" % backup_id in out
-    assert re.search(r"^✓ verify .*checksum ok, 3/3 tables match the manifest", out, re.M)
+    assert re.search(r"^✓ verify .*checksum ok, 4/4 tables match the manifest", out, re.M)
     assert re.search(r"^✓ break .*the API now lists 0 items", out, re.M)
     assert re.search(r"^✓ restore .*restored %s, started, /readyz ok" % backup_id, out, re.M)
     assert re.search(r"^✓ healthy .*: 25 items \(was 25 before the DELETE\), secrets decrypt", out, re.M)
