@@ -8,6 +8,7 @@ restarted (new start times); a replica that does not come back stops the run and
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -124,8 +125,11 @@ def test_a_replica_that_does_not_come_back_stops_the_run_and_stays_drained(tmp_p
         {"service": "api_b", "server": "127.0.0.1:%d" % port_b}, {"service": "api_a", "server": "127.0.0.1:%d" % port_a}])
     again = run_playbook(tmp_path, PLAYBOOK, inventory=reverse)
     assert again.rc != 0
-    assert "rolling restart stopped at replica api_b (127.0.0.1:%d), step 'Check that the other replicas serve before " \
-           "draining api_b'" % port_b in again.output, again.output
+    # api_a restarts in a loop: the check of the other replicas refuses, or, when one poll caught api_a between
+    # two restarts, nginx_upstream refuses to mark down the last server that is up. Either way nothing is drained.
+    assert re.search(r"rolling restart stopped at replica api_b \(127\.0\.0\.1:%d\), step '(Check that the other "
+                     r"replicas serve before draining api_b|Mark down in nginx and reload, draining api_b)'" % port_b,
+                     again.output), again.output
     assert "It was not drained; nginx is unchanged for it." in again.output
     assert open(proxy.upstream_file, encoding="utf-8").read() == text
     assert started_at(project)["api_b"] == before["api_b"]
