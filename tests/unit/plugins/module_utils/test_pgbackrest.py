@@ -144,7 +144,7 @@ def test_parse_info_missing_stanza():
 
 
 def test_parse_info_wrong_passphrase_reads_raw_bytes_and_says_why():
-    info = pgbr.parse_info(fixture("info_wrong_passphrase.json", "rb"), "exp")
+    info = pgbr.parse_info(fixture("info_wrong_passphrase.bin", "rb"), "exp")
     assert info["status_code"] == 99
     problem = pgbr.info_problem(info)
     assert "unable to load info file" in problem and "wrong cipher passphrase" in problem
