@@ -73,8 +73,8 @@ def test_invalid_indexes_are_found_dropped_or_rebuilt(broken_indexes, pg_databas
     assert not again["changed"] and again["steps"] == []
 
 
-def test_a_held_lock_fails_the_rebuild_cleanly_and_the_budget_stops_the_rest(pg_database, pg_conn_params, pg_connect,
-                                                                              ansible_module):
+def test_a_held_lock_fails_the_rebuild_cleanly_and_the_budget_stops_the_rest(
+        pg_database, pg_conn_params, pg_connect, ansible_module):
     conn = pg_connect(pg_database)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000); CREATE INDEX t_v ON t (v)")

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 
-
 @pytest.fixture()
 def compose_project(tmp_path, busybox_image):
     """compose_project(services_yaml_dict) -> project name; `docker-compose down` at teardown."""

@@ -14,7 +14,6 @@ import subprocess
 import time
 
 
-
 def task(name, module, params, check=None):
     entry = {"name": name, "runbook.ops." + module: params, "ignore_errors": True}
     if check is not None:
