@@ -103,7 +103,7 @@ def test_a_held_lock_fails_the_rebuild_cleanly_and_the_budget_stops_the_rest(
 def make_sqlite(path, rows=20000):
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT)")
-    conn.executemany("INSERT INTO items (body) VALUES (?)", [("x" * 200,) for _ in range(rows)])
+    conn.executemany("INSERT INTO items (body) VALUES (?)", [("x" * 200,)] * rows)
     conn.commit()
     conn.execute("DELETE FROM items WHERE id > 1000")
     conn.commit()

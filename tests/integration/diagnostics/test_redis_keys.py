@@ -35,7 +35,7 @@ def keyspace(redis_url):
 
 
 def count(client, pattern):
-    return sum(1 for _ in client.scan_iter(match=pattern, count=5000))
+    return sum(1 for _key in client.scan_iter(match=pattern, count=5000))
 
 
 def params(redis_url, pattern, **extra):

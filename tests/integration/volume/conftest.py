@@ -6,7 +6,6 @@ image to mount it in a running container; helpers are in volume_testlib.py."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 
 import pytest
