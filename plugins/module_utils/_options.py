@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specs shared by the backup modules, and the objects built from them.
 
-POSTGRES_OPTIONS, STORE_OPTIONS, BACKUP_SOURCE_OPTIONS, VOLUME_SOURCE_OPTIONS and REDIS_OPTIONS are each
-documented once, in the doc fragment of the same name (plugins/doc_fragments/postgres.py, store.py,
-backup_source.py, volume_source.py, redis.py).
+POSTGRES_OPTIONS, STORE_OPTIONS, BACKUP_SOURCE_OPTIONS, VOLUME_SOURCE_OPTIONS, REDIS_OPTIONS and
+RESTORE_CHECK_OPTIONS are each documented once, in the doc fragment of the same name
+(plugins/doc_fragments/postgres.py, store.py, backup_source.py, volume_source.py, redis.py, restore_check.py).
 """
 
 from __future__ import annotations
@@ -33,6 +33,15 @@ REDIS_OPTIONS = {
     "tls_ca_path": {"type": "path"},
     "tls_verify": {"type": "bool", "default": True},
     "timeout": {"type": "float", "default": 5},
+}
+
+# The SQL checks run in a restored copy: backup_verify and pgbackrest_restore (doc fragment runbook.ops.restore_check).
+RESTORE_CHECK_OPTIONS = {
+    "assertions": {"type": "list", "elements": "dict", "default": [], "options": {
+        "name": {"type": "str"},
+        "query": {"type": "str", "required": True},
+        "expected": {"type": "raw", "required": True},
+    }},
 }
 
 POSTGRES_OPTIONS = {

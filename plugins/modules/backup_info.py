@@ -18,6 +18,7 @@ description:
 author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.store
+  - runbook.ops.read_only_check.read_only
 options:
   service:
     description: Service whose backups to list.
@@ -51,16 +52,6 @@ options:
     description: Return the manifest of the latest complete backup (one more read from the store).
     type: bool
     default: true
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
 seealso:
   - module: runbook.ops.db_backup
 """

@@ -30,6 +30,7 @@ extends_documentation_fragment:
   - runbook.ops.backup_source
   - runbook.ops.postgres
   - runbook.ops.store
+  - runbook.ops.restore_check
 options:
   database:
     description:
@@ -40,23 +41,6 @@ options:
   backup_id:
     description: Backup to verify. Defaults to the newest complete backup.
     type: str
-  assertions:
-    description: Read-only SQL checks run in the restored copy.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description: Name of the check in the report. Defaults to the query.
-        type: str
-      query:
-        description: SQL whose first column of the first row is compared with O(assertions[].expected).
-        type: str
-        required: true
-      expected:
-        description: The expected value; numbers compare as numbers, anything else as text.
-        type: raw
-        required: true
   max_age:
     description:
       - RPO. Fail when the backup is older than this. Seconds, or a duration such as V(1h), V(26h), V(1d).
@@ -189,7 +173,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _restore as res
 from ansible_collections.runbook.ops.plugins.module_utils._errors import ParameterError, RunbookError, handle_termination
 from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
 from ansible_collections.runbook.ops.plugins.module_utils._options import (
-    BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, merged, pg_server)
+    BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, RESTORE_CHECK_OPTIONS, STORE_OPTIONS, merged, pg_server)
 from ansible_collections.runbook.ops.plugins.module_utils._store import store_from_params
 
 
@@ -197,13 +181,8 @@ def main():
     handle_termination()  # SIGTERM cleans up like Ctrl-C
     module = AnsibleModule(
         argument_spec=merged(
-            BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS,
+            BACKUP_SOURCE_OPTIONS, POSTGRES_OPTIONS, STORE_OPTIONS, RESTORE_CHECK_OPTIONS,
             backup_id={"type": "str"},
-            assertions={"type": "list", "elements": "dict", "default": [], "options": {
-                "name": {"type": "str"},
-                "query": {"type": "str", "required": True},
-                "expected": {"type": "raw", "required": True},
-            }},
             max_age={"type": "str"},
             max_restore_seconds={"type": "float"},
             jobs={"type": "int", "default": 1},

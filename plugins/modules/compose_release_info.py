@@ -21,16 +21,7 @@ description:
   - Read-only.
 extends_documentation_fragment:
   - runbook.ops.compose_project
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
+  - runbook.ops.read_only_check.read_only
 options:
   release:
     description: The release id a rollback would go to; without it, the default target of

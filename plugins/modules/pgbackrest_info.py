@@ -26,6 +26,7 @@ author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.pgbackrest
   - runbook.ops.postgres
+  - runbook.ops.read_only_check
 options:
   rpo:
     description: Recovery point objective. Seconds, or a duration such as V(15m), V(1h).
@@ -36,21 +37,6 @@ options:
   max_backup_age:
     description: The newest backup may be at most this old, for example V(26h); empty for no limit.
     type: str
-  fail_on:
-    description: Fail the task when the overall state reaches this level; V(never) only reports.
-    type: str
-    choices: [critical, warning, never]
-    default: critical
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
 seealso:
   - module: runbook.ops.pgbackrest_backup
   - module: runbook.ops.backup_info

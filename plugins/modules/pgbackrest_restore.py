@@ -29,6 +29,7 @@ author: runbook.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - runbook.ops.pgbackrest
   - runbook.ops.postgres
+  - runbook.ops.restore_check
 options:
   data_dir:
     description: Where to restore; a new or empty directory (created with mode 0700 for O(os_user)).
@@ -102,23 +103,6 @@ options:
     description: Exact row counts expected in the copy, by table (C(public.items)).
     type: dict
     default: {}
-  assertions:
-    description: Read-only SQL checks run in the copy, as in M(runbook.ops.backup_verify).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description: Name of the check in the report. Defaults to the query.
-        type: str
-      query:
-        description: SQL whose first column of the first row is compared with O(assertions[].expected).
-        type: str
-        required: true
-      expected:
-        description: The expected value; numbers compare as numbers, anything else as text.
-        type: raw
-        required: true
   max_restore_seconds:
     description: RTO, the longest acceptable restore (restore, start, recovery) in seconds.
     type: float
@@ -211,7 +195,7 @@ from ansible_collections.runbook.ops.plugins.module_utils import _pgbackrest as 
 from ansible_collections.runbook.ops.plugins.module_utils._errors import (
     ParameterError, PitrError, RunbookError, handle_termination)
 from ansible_collections.runbook.ops.plugins.module_utils._module_errors import fail_with
-from ansible_collections.runbook.ops.plugins.module_utils._options import POSTGRES_OPTIONS, merged
+from ansible_collections.runbook.ops.plugins.module_utils._options import POSTGRES_OPTIONS, RESTORE_CHECK_OPTIONS, merged
 from ansible_collections.runbook.ops.plugins.module_utils._postgres import PgServer
 
 
@@ -219,7 +203,7 @@ def main():
     handle_termination()
     module = AnsibleModule(
         argument_spec=merged(
-            pgbr.PGBACKREST_OPTIONS, POSTGRES_OPTIONS,
+            pgbr.PGBACKREST_OPTIONS, POSTGRES_OPTIONS, RESTORE_CHECK_OPTIONS,
             data_dir={"type": "path", "required": True},
             target_type={"type": "str", "choices": list(pgbr.TARGET_TYPES), "default": "latest"},
             target={"type": "str"},
@@ -237,11 +221,6 @@ def main():
             stop_after={"type": "bool", "default": False},
             database={"type": "str"},
             expected_row_counts={"type": "dict", "default": {}},
-            assertions={"type": "list", "elements": "dict", "default": [], "options": {
-                "name": {"type": "str"},
-                "query": {"type": "str", "required": True},
-                "expected": {"type": "raw", "required": True},
-            }},
             max_restore_seconds={"type": "float"},
         ),
         supports_check_mode=True,

@@ -38,6 +38,7 @@ description:
   - Read-only; it never changes anything and always reports C(changed=false).
 extends_documentation_fragment:
   - runbook.ops.http_target
+  - runbook.ops.read_only_check.read_only
 requirements:
   - docker (the Docker SDK for Python) 5.0 or later
 options:
@@ -114,16 +115,6 @@ options:
     description: Seconds allowed for each call to the Docker engine.
     type: int
     default: 30
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
 notes:
   - O(timeout) is the timeout of each scrape; O(docker_timeout) that of each call to the engine.
 seealso:
