@@ -244,7 +244,29 @@ fi
 unset old_token new_token
 step rotate "playbooks/rotate_secrets.yml: API_TOKEN $old_fp -> $new_fp, service restarted; old token refused ($old_status), new accepted ($new_status)"
 
+# --- maintenance window: integrity check, VACUUM, optimize, with the service stopped around it ------------
+playbook 9-maintenance db_maintenance.yml || fail maintain "playbooks/db_maintenance.yml failed" "$logs/9-maintenance.log"
+maintenance=$(stats "$logs/9-maintenance.log" runbook_db_maintenance | "$python" -c '
+import json, sys
+r = json.load(sys.stdin)
+print("%s/%s findings ok, overall %s; %d -> %d bytes; report %s (and .json)" % (
+    r["counts"]["ok"], r["counts"]["total"], r["state"], r["database_bytes_before"], r["database_bytes_after"],
+    r["report"]["markdown"]))
+') || fail maintain "no maintenance summary in the log" "$logs/9-maintenance.log"
+[ "$(item_count)" = "$before" ] || fail maintain "the service does not list $before items after the window" "$logs/9-maintenance.log"
+step maintain "playbooks/db_maintenance.yml: backup, service stopped, integrity check, VACUUM, optimize, started; ${maintenance/"$repo"\//}"
+
+# --- an incident: the service goes down, the triage says what is wrong and records it --------------------
 stop_service
+playbook 10-incident incident.yml -e incident_type=api_unavailable || fail incident "playbooks/incident.yml failed" "$logs/10-incident.log"
+incident=$(stats "$logs/10-incident.log" runbook_incident | "$python" -c '
+import json, sys
+r = json.load(sys.stdin)
+print("%s %s, wrong: %s; record %s" % (r["id"], r["severity"], ", ".join(r["wrong"]) or "nothing", r["record"]["markdown"]))
+') || fail incident "no incident summary in the log" "$logs/10-incident.log"
+case $incident in *SEV-1*service*) ;; *) fail incident "the triage of a stopped service did not say SEV-1 service: $incident" "$logs/10-incident.log" ;; esac
+step incident "service stopped on purpose; playbooks/incident.yml: ${incident/"$repo"\//}"
+
 show=${demo#"$repo"/}
 echo "Done: the service is stopped. Start it again: PYTHON=$python sample_service/ctl.sh start $show/app.env"
-echo "Logs: $show/logs/  Backups: $show/backups/  Reports (verification, daily check): $show/reports/"
+echo "Logs: $show/logs/  Backups: $show/backups/  Reports (verification, daily check, maintenance): $show/reports/  Incidents: $show/incidents/"

@@ -17,7 +17,7 @@ from harness import REPO, VENV_BIN
 from sample_service_fixture import free_port
 
 DEMO = os.path.join(REPO, "scripts", "demo.sh")
-STEPS = ("service", "seed", "backup", "list", "verify", "break", "check", "restore", "healthy", "health", "daily", "rotate")
+STEPS = ("service", "seed", "backup", "list", "verify", "break", "check", "restore", "healthy", "health", "daily", "rotate", "maintain", "incident")
 
 
 def fingerprint(value):
@@ -65,7 +65,13 @@ def test_demo_backs_up_breaks_restores_and_rotates(tmp_path):
     daily = re.search(r"^✓ daily +playbooks/daily_check\.yml: \d+/\d+ checks ok, overall (ok|warning|critical)\b.*"
                       r"; report (\S+/daily-check-localhost-\d{8}T\d{6}Z\.md) \(and \.json\)$", out, re.M)
     assert daily, out
-    assert len(out.strip().splitlines()) <= 16, "the demo should print a few readable lines:\n" + out
+    maintain = re.search(r"^✓ maintain +playbooks/db_maintenance\.yml: .*; (\d+)/(\d+) findings ok, overall ok; \d+ -> \d+ bytes; "
+                         r"report (\S+/db-maintenance-app-localhost-\d{8}T\d{6}Z\.md) \(and \.json\)$", out, re.M)
+    assert maintain and maintain.group(1) == maintain.group(2), out
+    incident = re.search(r"^✓ incident +service stopped on purpose; playbooks/incident\.yml: INC-\S+ SEV-1, wrong: service; "
+                         r"record (\S+/incident-api_unavailable-localhost-\S+\.md)$", out, re.M)
+    assert incident, out
+    assert len(out.strip().splitlines()) <= 18, "the demo should print a few readable lines:\n" + out
 
     demo = tmp_path / "demo"
     env_file = demo / "app.env"
@@ -79,7 +85,8 @@ def test_demo_backs_up_breaks_restores_and_rotates(tmp_path):
                         r"service restarted; old token refused \(401\), new accepted \(200\)$", out, re.M)
     assert rotated, out
     assert rotated.group(2) == fingerprint(token) and rotated.group(1) != rotated.group(2)
-    for log in ("1-backup", "2-list", "3-verify", "4-restore-check", "5-restore", "6-health", "7-daily", "8-rotate"):
+    for log in ("1-backup", "2-list", "3-verify", "4-restore-check", "5-restore", "6-health", "7-daily", "8-rotate",
+                "9-maintenance", "10-incident"):
         text = (demo / "logs" / ("%s.log" % log)).read_text()
         assert text
         assert token not in text
@@ -96,6 +103,10 @@ def test_demo_backs_up_breaks_restores_and_rotates(tmp_path):
     summary = json.loads(report.with_suffix(".json").read_text())
     assert summary["state"] == daily.group(1)
     assert summary["report_files"]["markdown"] == str(report)
+    # The incident record (0600) names what is wrong and holds no token.
+    record = demo / "incidents" / os.path.basename(incident.group(1))
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+    assert "SEV-1" in record.read_text() and token not in record.read_text()
     # The service is left stopped.
     assert not port_open(port)
     assert not (demo / "data" / "app.pid").exists()
