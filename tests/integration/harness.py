@@ -38,6 +38,15 @@ class PlaybookRun:
                                  % (name, [r["task"] for r in self.records], self.output))
         return matches[-1]
 
+    def custom_stats(self, key, host="localhost"):
+        """This host's value of a set_stats key: what AWX shows as the job's artifacts."""
+        for record in reversed(self.records):
+            if record["action"] in ("ansible.builtin.set_stats", "set_stats") and record["status"] == "ok":
+                data = record["result"].get("ansible_stats", {}).get("data", {})
+                if key in data:
+                    return data[key][host]
+        raise AssertionError("no set_stats %s in the run:\n%s" % (key, self.output[-3000:]))
+
     @property
     def result(self):
         """The result of the one module task of a run_module() playbook."""

@@ -24,15 +24,6 @@ from sample_service_fixture import CTL_PATH, clean_environ
 PLAYBOOK = os.path.join(REPO, "playbooks", "db_maintenance.yml")
 
 
-def custom_stats(run, key):
-    for record in reversed(run.records):
-        if record["action"] in ("ansible.builtin.set_stats", "set_stats") and record["status"] == "ok":
-            data = record["result"].get("ansible_stats", {}).get("data", {})
-            if key in data:
-                return data[key]["localhost"]
-    raise AssertionError("no set_stats %s in the run:\n%s" % (key, run.output[-3000:]))
-
-
 def inventory(tmp_path, host_vars):
     path = tmp_path / "inventory.json"
     host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
@@ -48,7 +39,7 @@ def invalid_indexes(conn):
 
 
 def report_of(run):
-    stats = custom_stats(run, "runbook_db_maintenance")
+    stats = run.custom_stats("runbook_db_maintenance")
     with open(stats["report"]["json"], encoding="utf-8") as handle:
         return stats, json.load(handle)
 
