@@ -39,7 +39,7 @@ options:
   target_type:
     description:
       - With a recovery target, a third check C(target) says whether the repository covers it before a restore is
-        attempted (as M(runbook.ops.pgbackrest_restore) would choose): a backup that ended before it and, for
+        attempted (as M(runbook.ops.pgbackrest_restore) would choose) - a backup that ended before it and, for
         V(time), a WAL archive whose newest segment reached the repository after it. V(critical) when not.
     type: str
     choices: [latest, time, lsn, name, immediate]
