@@ -27,8 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 PLAYBOOK = os.path.join(REPO, "playbooks", "full_restore.yml")
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
+@pytest.fixture(scope="module", name="live")
+def live_cluster(tmp_path_factory):
     """One cluster for the module: WAL archived by a stanza in a local encrypted repository, a full backup, and
     a database `app` for the sample service."""
     _require_tools()
@@ -80,8 +80,8 @@ class Writer:
             return False
 
 
-@pytest.fixture()
-def writer(sample_service, live):
+@pytest.fixture(name="writer")
+def started_writer(sample_service, live):
     started = Writer(sample_service, live)
     proc = started.ctl("start")
     assert proc.returncode == 0, proc.stdout + proc.stderr
