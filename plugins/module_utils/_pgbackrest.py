@@ -458,10 +458,38 @@ def rate_backups(info, now, max_backup_age=None):
                   latest_finished=latest["finished"], latest_age_seconds=int(age))
 
 
-def report(info, last_segment_epoch, now, rpo=None, rpo_warning=None, archiver=None, max_backup_age=None):
-    """Both checks, the overall state and a one-line message (through _status.overview)."""
+def rate_target(info, last_segment_epoch, now, target_type, target=None, exclusive=False, backup_set=None):
+    """Whether the repository covers a recovery target before anything is stopped: a backup to
+    start from (restore_target's choice and refusals) and, for a time target, WAL that reached the
+    repository after the target; an archive that ends earlier cannot reach it."""
+    fields = {"target_type": target_type, "target": target or None, "backup": None,
+              "archive_end": _iso(last_segment_epoch), "last_segment": info["archive"]["max"]}
+    problem = info_problem(info)
+    if problem:
+        return _check("target", "critical", [problem], **fields)
+    try:
+        _options, described = restore_target(target_type, target, info["backups"], now, exclusive, backup_set)
+    except (ParameterError, PitrError) as exc:
+        return _check("target", "critical", [str(exc)], **fields)
+    fields.update(target=described["target"], backup=described["backup"], backup_finished=described["backup_finished"])
+    reasons = []
+    if target_type == "time" and (last_segment_epoch is None
+                                  or last_segment_epoch < parse_time(described["target"]).timestamp()):
+        reasons.append("the WAL archive ends before the target %s (the newest segment %s reached the repository at "
+                       "%s): writes up to the target are not in the repository, recovery could not reach it. Archive "
+                       "the current WAL first (SELECT pg_switch_wal()) or choose an earlier target"
+                       % (described["target"], info["archive"]["max"] or "none", _iso(last_segment_epoch) or "no time"))
+    return _check("target", "critical" if reasons else "ok", reasons, **fields)
+
+
+def report(info, last_segment_epoch, now, rpo=None, rpo_warning=None, archiver=None, max_backup_age=None,
+           target=None):
+    """Both checks (and ``target``, a dict of rate_target's arguments, as a third), the overall
+    state and a one-line message (through _status.overview)."""
     checks = [rate_archive(info, last_segment_epoch, now, rpo, rpo_warning, archiver),
               rate_backups(info, now, max_backup_age)]
+    if target:
+        checks.append(rate_target(info, last_segment_epoch, now, **target))
     view = status.overview(checks, "checks")
     return {"state": view["state"], "summary": view["summary"], "msg": "stanza %s - %s" % (info["stanza"], view["msg"]),
             "checks": checks}

@@ -37,6 +37,23 @@ options:
   max_backup_age:
     description: The newest backup may be at most this old, for example V(26h); empty for no limit.
     type: str
+  target_type:
+    description:
+      - With a recovery target, a third check C(target) says whether the repository covers it before a restore is
+        attempted (as M(runbook.ops.pgbackrest_restore) would choose) - a backup that ended before it and, for
+        V(time), a WAL archive whose newest segment reached the repository after it. V(critical) when not.
+    type: str
+    choices: [latest, time, lsn, name, immediate]
+  target:
+    description: The target of O(target_type) V(time) (a timestamp with a time zone), V(lsn) or V(name).
+    type: str
+  exclusive:
+    description: The target is exclusive (V(time) and V(lsn)).
+    type: bool
+    default: false
+  backup_set:
+    description: The backup label a restore would start from, instead of the one chosen for the target.
+    type: str
 seealso:
   - module: runbook.ops.pgbackrest_backup
   - module: runbook.ops.backup_info
@@ -62,8 +79,9 @@ state:
   type: str
   sample: ok
 checks:
-  description: C(wal_archive) (last segment, its time and age, the RPO, archiver failures) and C(backups) (count,
-    newest, its age), each with a state and its reasons.
+  description: C(wal_archive) (last segment, its time and age, the RPO, archiver failures), C(backups) (count,
+    newest, its age) and, with O(target_type), C(target) (the backup a restore starts from, the archive's end),
+    each with a state and its reasons.
   returned: always
   type: list
   elements: dict
@@ -72,6 +90,9 @@ checks:
        last_segment_at: "2026-11-30T21:13:14Z", age_seconds: 42, rpo_seconds: 3600}
     - {name: backups, state: ok, reasons: [], count: 3, latest: 20261130-211032F_20261130-211129I,
        latest_finished: "2026-11-30T21:11:31Z", latest_age_seconds: 180}
+    - {name: target, state: ok, reasons: [], target_type: time, target: "2026-11-30 21:12:00.000000+00",
+       backup: 20261130-211032F_20261130-211129I, backup_finished: "2026-11-30T21:11:31Z",
+       archive_end: "2026-11-30T21:13:14Z", last_segment: "00000001000000000000000B"}
 info:
   description: The stanza as pgBackRest lists it, parsed; backups oldest first.
   returned: always
@@ -109,6 +130,10 @@ def main():
             rpo={"type": "str"},
             rpo_warning={"type": "str"},
             max_backup_age={"type": "str"},
+            target_type={"type": "str", "choices": list(pgbr.TARGET_TYPES)},
+            target={"type": "str"},
+            exclusive={"type": "bool", "default": False},
+            backup_set={"type": "str"},
             fail_on=status.FAIL_ON_ARGSPEC,
         ),
         supports_check_mode=True,
@@ -126,7 +151,11 @@ def main():
             rows = pg_server(p).query_rows("postgres", ARCHIVER_SQL)
             archiver = rows[0] if rows else None
         now = datetime.datetime.now(datetime.timezone.utc)
-        result = pgbr.report(info, last, now, rpo, rpo_warning, archiver, max_backup_age)
+        target = None
+        if p["target_type"]:
+            target = {"target_type": p["target_type"], "target": p["target"], "exclusive": p["exclusive"],
+                      "backup_set": p["backup_set"]}
+        result = pgbr.report(info, last, now, rpo, rpo_warning, archiver, max_backup_age, target)
     except RunbookError as exc:
         fail_with(module, exc, changed=False)
     if archiver:

@@ -295,6 +295,29 @@ def test_other_targets():
     assert "--target-exclusive" in pgbr.restore_target("lsn", "0/5000000", BACKUPS, exclusive=True)[0]
 
 
+def test_target_coverage_before_a_restore():
+    # the archive's newest segment reached the repository at 21:13:14
+    covered = pgbr.rate_target(INFO, LAST, NOW, "time", "2026-11-30 21:12:00+00")
+    assert covered["state"] == "ok" and covered["backup"] == BACKUPS[2]["label"]
+    assert covered["archive_end"] == "2026-11-30T21:13:14Z" and covered["target"] == "2026-11-30 21:12:00.000000+00"
+    late = pgbr.rate_target(INFO, LAST, at(LAST + 60), "time", "2026-11-30 21:13:30+00")
+    assert late["state"] == "critical" and "the WAL archive ends before the target" in late["reasons"][0]
+    assert "pg_switch_wal" in late["reasons"][0] and late["backup"] == BACKUPS[2]["label"]
+    early = pgbr.rate_target(INFO, LAST, NOW, "time", "2026-11-30 21:10:33Z")
+    assert early["state"] == "critical" and "no backup ends before" in early["reasons"][0]
+    future = pgbr.rate_target(INFO, LAST, NOW, "time", "2027-01-01 00:00:00Z")
+    assert future["state"] == "critical" and "in the future" in future["reasons"][0]
+    assert pgbr.rate_target(INFO, None, NOW, "time", "2026-11-30 21:12:00+00")["state"] == "critical"
+    assert pgbr.rate_target(INFO, LAST, NOW, "latest")["state"] == "ok"
+    assert pgbr.rate_target(INFO, LAST, NOW, "name", "x", backup_set="nope")["state"] == "critical"
+    missing = pgbr.parse_info(fixture("info_missing_stanza.json"), "nope")
+    assert "stanza-create" in pgbr.rate_target(missing, None, NOW, "latest")["reasons"][0]
+    result = pgbr.report(INFO, LAST, at(LAST + 60), rpo=3600, target={
+        "target_type": "time", "target": "2026-11-30 21:13:30+00"})
+    assert result["state"] == "critical" and [c["name"] for c in result["checks"]] == ["wal_archive", "backups", "target"]
+    assert "target critical: the WAL archive ends before the target" in result["msg"]
+
+
 @pytest.mark.parametrize("kind,target,message", [
     ("latest", "0/1", "takes no target"), ("lsn", "5000000", "not an LSN"), ("name", "", "restore point name"),
     ("name", "it's", "restore point name"), ("name", "x" * 64, "restore point name"), ("pitr", None, "must be one of"),
