@@ -1,3 +1,6 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """requirements.txt, bindep.txt and the execution environment definition against the code.
 
 The test reads the collection's code and derives what it needs, so a new import or a new external command
@@ -16,6 +19,8 @@ An import or a program missing from the maps fails too: the maps are where a per
 provides it.  The reverse holds as well: a requirement or a runtime bindep package nothing needs fails, so the
 image stays as small as the code allows.
 """
+
+from __future__ import annotations
 
 import ast
 import os

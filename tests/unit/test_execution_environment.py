@@ -1,3 +1,6 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """meta/execution-environment.yml through ansible-builder's own code, offline.
 
 ``ansible-builder create`` writes the build context (Containerfile, the requirement files, the scripts that run
@@ -7,6 +10,8 @@ the context's introspect.py - the script the image build runs to collect the req
 it installed - over this collection, the way it happens when a user's EE lists runbook.ops under
 dependencies.galaxy.
 """
+
+from __future__ import annotations
 
 import os
 import shutil
