@@ -462,3 +462,15 @@ def test_third_party_import_walk():
                      "from ansible_collections.runbook.ops.plugins.module_utils import _files\n"
                      "try:\n    import rsync_lib.client\nexcept ImportError:\n    pass\nfrom . import x\n")
     assert set(third_party_imports(tree)) == {"yaml", "rsync_lib"}
+
+
+def test_unit_test_requirements_cover_the_collection_and_the_tests():
+    """tests/unit/requirements.txt (what `ansible-test units` installs) holds requirements.txt and the unit tests' imports."""
+    listed = requirements(os.path.join(REPO, "tests", "unit", "requirements.txt"))
+    needed = requirements(os.path.join(REPO, "requirements.txt"))
+    for path in python_files("tests", "unit", "plugins"):
+        for name in third_party_imports(parse(path)):
+            if name not in ("pytest",):  # ansible-test brings pytest
+                assert name in DISTRIBUTIONS, "%s imports %s: add it to DISTRIBUTIONS" % (os.path.relpath(path, REPO), name)
+                needed.add(canonical(DISTRIBUTIONS[name][0]))
+    assert not needed - listed, "tests/unit/requirements.txt lacks %s" % sorted(needed - listed)
