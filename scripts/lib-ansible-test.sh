@@ -28,7 +28,7 @@ at_die() { printf '%s: %s\n' "$AT_NAME" "$*" >&2; exit 2; }
 at_prepare() {
     command -v ansible-test >/dev/null || at_die "ansible-test not on PATH (run via make $AT_NAME)"
     command -v "python$AT_PYTHON" >/dev/null || at_die "python$AT_PYTHON not found"
-    cd "$AT_REPO"
+    cd "$AT_REPO" || exit 2
     git rev-parse --is-inside-work-tree >/dev/null 2>&1 || at_die "$AT_REPO is not a git checkout"
 
     # One run at a time: a second run would delete the copy under the first one.  The lock stays held
@@ -46,7 +46,7 @@ at_copy() {
     rm -rf "$AT_COPY"
     mkdir -p "$AT_COPY" "$AT_HOME"
     git ls-files -z --cached --others --exclude-standard \
-        | grep -zvE '^(\.venv|\.build|\.demo)/' \
+        | grep -zvE '^(\.venv|\.build|\.demo)(/|$)' \
         | while IFS= read -r -d '' path; do [ -e "$path" ] && printf '%s\0' "$path"; done \
         | tar --null --files-from=- -cf - \
         | tar -C "$AT_COPY" -xf -

@@ -396,7 +396,8 @@ def test_execution_environment_points_at_the_requirement_files():
     assert dependencies["python"] == "requirements.txt"
     assert dependencies["system"] == "bindep.txt"
     assert definition["images"]["base_image"]["name"]
-    dev = open(os.path.join(REPO, "requirements-dev.txt"), encoding="utf-8").read()
+    with open(os.path.join(REPO, "requirements-dev.txt"), encoding="utf-8") as handle:
+        dev = handle.read()
     core = re.search(r"^ansible-core\s*([^\s#]+)", dev, re.M).group(1)
     assert dependencies["ansible_core"]["package_pip"].replace(" ", "") == "ansible-core" + core, \
         "the EE's ansible-core differs from requirements-dev.txt's"
