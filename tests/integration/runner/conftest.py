@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: runbook.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fixtures of the ansible-runner tests: the sample service under ctl.sh (managed_service.py) and the
-sample images' Compose projects (deploy/deploy_testlib.py), shared with the role and deploy tests."""
+"""Fixtures of the ansible-runner tests: the sample service under ctl.sh (managed_service.py), PostgreSQL login
+roles (pg_roles.py) and the sample images' Compose projects (deploy/deploy_testlib.py), shared with the role,
+rotation and deploy tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from deploy.deploy_testlib import compose_project, sample_images  # noqa: F401  pylint: disable=unused-import
 from managed_service import managed_service  # noqa: F401  pylint: disable=unused-import
+from pg_roles import pg_roles  # noqa: F401  pylint: disable=unused-import
 
 
 @pytest.fixture()

@@ -308,6 +308,47 @@ def test_rotate_secrets(tmp_path, managed_service):
                                             encryption_key=service.svc.encryption_key))
 
 
+def test_rotate_db_password(tmp_path, managed_service, pg_roles, pg_conn_params):
+    """rotate_db_password.yml: the sample service's PostgreSQL role gets a new password (set as a SCRAM verifier
+    by the admin connection a credential supplies), the env file's DATABASE_URL follows, the service restarts."""
+    from ansible_collections.runbook.ops.plugins.module_utils._pg_roles import url_credentials
+    from pg_roles import new_password
+
+    old_password = new_password()
+    role = pg_roles.create("svc", password=old_password)
+    pg_roles.grant_database(role)
+    service = managed_service(database_url=pg_roles.url(role, old_password))
+    service.add_items(2)
+    credentials = {"vault_pg_admin_password": pg_conn_params["login_password"]}
+    group_vars = {
+        "rotate_db_password_env_file": service.svc.env_file,
+        "rotate_db_password_login_host": pg_conn_params["login_host"],
+        "rotate_db_password_login_port": pg_conn_params["login_port"],
+        "rotate_db_password_login_user": pg_conn_params["login_user"],
+        "rotate_db_password_login_password": "{{ vault_pg_admin_password }}",
+        "rotate_db_password_login_db": pg_roles.database,
+        "rotate_db_password_restart_method": "ctl",
+        "rotate_db_password_ctl": role_vars(service.svc)["rotate_secret_ctl"],
+        "rotate_db_password_restart_environment": {"PYTHON": sys.executable},
+        "rotate_db_password_base_url": service.svc.url,
+        "rotate_db_password_wait_timeout": 15,
+    }
+    pid_before = service.pid
+
+    job = run_job(tmp_path, "rotate-db", "playbooks/rotate_db_password.yml", group_vars, credentials=credentials)
+    assert_status(job, "successful", 0)
+    job.assert_ok("runbook.ops.pg_role_password", "ansible.builtin.command")
+    assert job.failed_tasks() == []
+    user, new_db_password = url_credentials(env_value(service.svc.env_file, "DATABASE_URL"))
+    assert user == role and new_db_password != old_password
+    assert not pg_roles.can_login(role, old_password) and pg_roles.can_login(role, new_db_password)
+    assert service.pid != pid_before and service.healthy() and service.item_count() == 2
+    rotation = job.custom_stats("runbook_db_password_rotation")
+    assert rotation["active_role"] == role, rotation
+    assert_no_secret_in_artifacts(job, dict(credentials, old_password=old_password, new_password=new_db_password,
+                                            encryption_key=service.svc.encryption_key))
+
+
 def test_deploy_with_automatic_rollback(tmp_path, compose_project, pg_conn_params, drop_kept_databases, s3_endpoint,
                                         s3_bucket):
     """deploy.yml in production: v1, then v3 (its migration moves the schema head, and it never becomes ready): the
