@@ -114,8 +114,9 @@ class Job:
         return data[key][host]
 
 
-def run_job(tmp_path, name, playbook, group_vars, extravars=None, credentials=None):
-    """Run ``playbook`` (a path in the project, or a collection playbook's FQCN) as an AWX job would."""
+def run_job(tmp_path, name, playbook, group_vars, extravars=None, credentials=None, cmdline=None):
+    """Run ``playbook`` (a path in the project, or a collection playbook's FQCN) as an AWX job would;
+    ``cmdline`` carries ansible-playbook options (a job template of type check: ``--check``)."""
     data_dir = tmp_path / ("job-" + name)
     shutil.copytree(os.path.join(REPO, "playbooks"), data_dir / "project" / "playbooks")
     (data_dir / "inventory").mkdir()
@@ -130,6 +131,8 @@ def run_job(tmp_path, name, playbook, group_vars, extravars=None, credentials=No
         "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
     })
     write_yaml(data_dir / "env" / "settings", {"suppress_ansible_output": True, "job_timeout": 600})
+    if cmdline:
+        (data_dir / "env" / "cmdline").write_text(cmdline)
     started = time.monotonic()
     runner = ansible_runner.run(private_data_dir=str(data_dir), playbook=playbook, ident=name, quiet=True)
     job = Job(name, runner, str(data_dir), round(time.monotonic() - started, 1))
@@ -270,6 +273,12 @@ def test_backup_verify_daily_check_restore(tmp_path, managed_service, pg_conn_pa
     with pg_connect(pg_database).cursor() as cur:
         cur.execute("DELETE FROM items")
     pid_before = service.pid
+    check = run_job(tmp_path, "restore-check", "playbooks/restore.yml", group_vars, credentials=credentials,
+                    extravars={"restore_force": True}, cmdline="--check")
+    assert_status(check, "successful", 0)
+    assert check.custom_stats("runbook_restore")["check_mode"] is True and check.failed_tasks() == []
+    assert service.pid == pid_before and service.item_count() == 0, "the check job changed the service"
+    assert_no_secret_in_artifacts(check, secret_values)
     restore = run_job(tmp_path, "restore", "playbooks/restore.yml", group_vars, credentials=credentials,
                       extravars={"restore_force": True, "restore_verify_min": 5})
     assert_status(restore, "successful", 0)
