@@ -43,8 +43,11 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 APP_UID = 10001  # the user the images run the service as (scripts/sample-images.sh)
 COMPOSE_COMMAND = ("docker-compose",)
+HEALTH_TIMEOUT = 8  # seconds the containers of a release get to become healthy
+MIGRATE = ["python3", "/app/app.py", "migrate"]
 
-__all__ = ["sample_images", "compose_project", "ComposeProject", "docker", "wait_until", "SAMPLE_REPO", "SAMPLE_TAGS", "Response"]
+__all__ = ["sample_images", "compose_project", "ComposeProject", "docker", "wait_until", "SAMPLE_REPO", "SAMPLE_TAGS", "Response",
+           "HEALTH_TIMEOUT", "project_vars"]
 
 
 def docker(*args, check=True, timeout=120):
@@ -394,6 +397,33 @@ def compose_project(sample_images, pg_conn_params, tmp_path_factory):
     yield factory
     for project in reversed(projects):
         project.teardown()
+
+
+def project_vars(project, **extra):
+    """The deploy and rollback variables of one project (host variables)."""
+    values = {
+        "deploy_project_dir": project.dir,
+        "deploy_project_name": project.name,
+        "deploy_compose_command": "v1",
+        "deploy_migration_service": "migrate",
+        "deploy_migration_command": MIGRATE,
+        "deploy_migration_head_command": MIGRATE + ["--status"],
+        "deploy_required_env_keys": ["API_TOKEN", "ENCRYPTION_KEY", "DATABASE_URL"],
+        "deploy_health_timeout": HEALTH_TIMEOUT,
+        "deploy_http_timeout": 10,
+        "deploy_base_url": project.url(),
+        "deploy_smoke_targets": [{"name": "items", "url": project.url() + "/api/items", "api_token": project.token,
+                                  "json": [{"path": "items", "op": "exists"}]}],
+        "deploy_watch_seconds": 2,
+        "deploy_watch_interval": 1,
+        "rollback_project_dir": project.dir,
+        "rollback_project_name": project.name,
+        "rollback_compose_command": "v1",
+        "rollback_health_timeout": HEALTH_TIMEOUT,
+        "rollback_base_url": project.url(),
+    }
+    values.update(extra)
+    return values
 
 
 def wait_until(condition, what, timeout=30, interval=0.2):

@@ -23,10 +23,10 @@ import yaml
 
 from harness import REPO, run_playbook
 
+from deploy_testlib import HEALTH_TIMEOUT, project_vars
+
 DEPLOY = os.path.join(REPO, "playbooks", "deploy.yml")
 ROLLBACK = os.path.join(REPO, "playbooks", "rollback.yml")
-HEALTH_TIMEOUT = 8  # seconds the containers of a release get to become healthy
-MIGRATE = ["python3", "/app/app.py", "migrate"]
 FIGURES = {}
 STEPS = []
 
@@ -41,33 +41,6 @@ def inventory(tmp_path, hosts):
         name: dict(hostvars, ansible_connection="local", ansible_python_interpreter=sys.executable)
         for name, hostvars in hosts.items()}}}}}))
     return str(path)
-
-
-def project_vars(project, **extra):
-    """The deploy and rollback variables of one project (host variables)."""
-    values = {
-        "deploy_project_dir": project.dir,
-        "deploy_project_name": project.name,
-        "deploy_compose_command": "v1",
-        "deploy_migration_service": "migrate",
-        "deploy_migration_command": MIGRATE,
-        "deploy_migration_head_command": MIGRATE + ["--status"],
-        "deploy_required_env_keys": ["API_TOKEN", "ENCRYPTION_KEY", "DATABASE_URL"],
-        "deploy_health_timeout": HEALTH_TIMEOUT,
-        "deploy_http_timeout": 10,
-        "deploy_base_url": project.url(),
-        "deploy_smoke_targets": [{"name": "items", "url": project.url() + "/api/items", "api_token": project.token,
-                                  "json": [{"path": "items", "op": "exists"}]}],
-        "deploy_watch_seconds": 2,
-        "deploy_watch_interval": 1,
-        "rollback_project_dir": project.dir,
-        "rollback_project_name": project.name,
-        "rollback_compose_command": "v1",
-        "rollback_health_timeout": HEALTH_TIMEOUT,
-        "rollback_base_url": project.url(),
-    }
-    values.update(extra)
-    return values
 
 
 def backup_vars(project, store, pg_conn_params):
