@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test system venv collection services unit integration molecule sanity lint bench bench-clean clean
+.PHONY: demo test system venv collection services unit ansible-units integration molecule sanity lint bench bench-clean clean
 
 venv: $(VENV)/.dev
 collection: $(COLLECTIONS)/ansible_collections/runbook/ops
@@ -39,8 +39,13 @@ system:
 services: system $(VENV)/.dev
 	VENV=$(VENV) scripts/services.sh start
 
+# UNIT_ARGS: extra pytest arguments (make test leaves tests/unit/plugins to ansible-units).
 unit: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit $(UNIT_ARGS)
+
+# The plugin unit tests under `ansible-test units`, in its own virtualenv, on a clean copy.
+ansible-units: $(VENV)/.dev
+	scripts/units.sh
 
 # Test files run on TEST_WORKERS processes (pytest-xdist, one file per worker at a time): most of their
 # time is spent waiting for services, containers and timeouts, not on the CPU.
@@ -58,7 +63,8 @@ lint: $(VENV)/.dev $(COLLECTIONS)/ansible_collections/runbook/ops
 	$(BIN)/ansible-lint --profile production --nocolor
 
 test: system $(VENV)/.dev
-	$(MAKE) unit
+	$(MAKE) ansible-units
+	$(MAKE) unit UNIT_ARGS=--ignore=tests/unit/plugins
 	$(MAKE) integration
 	$(MAKE) molecule
 	$(MAKE) sanity
