@@ -236,3 +236,29 @@ def test_changelog_release_from_the_fragments_mentions_each(tmp_path):
             for entry in entries if isinstance(entries, list) else [entries]:
                 words = _normal(entry).split(" ")[:8]
                 assert " ".join(words) in changelog, "%s: %r is not in the built changelog" % (fragment.name, words)
+
+
+# Secret-named role variables are no_log in their argument specs: the spec validation then never shows them.
+SECRET_NAME = re.compile(r"(^|_)(password|passphrase|token|secret)$|^value$")
+
+
+def _secret_options_without_no_log(options, path=""):
+    for name, option in (options or {}).items():
+        if SECRET_NAME.search(name) and not option.get("no_log"):
+            yield path + name
+        yield from _secret_options_without_no_log(option.get("options"), path + name + ".")
+
+
+def test_secret_role_variables_are_no_log():
+    missing = []
+    for spec_file in sorted(ROOT.glob("roles/*/meta/argument_specs.yml")):
+        for entry, spec in yaml.safe_load(spec_file.read_text())["argument_specs"].items():
+            missing += ["%s %s: %s" % (spec_file.parts[-3], entry, name)
+                        for name in _secret_options_without_no_log(spec.get("options"))]
+    assert not missing, "secret-named role variables without no_log: true: %s" % missing
+
+
+def test_secret_role_variable_check_can_fail():
+    assert list(_secret_options_without_no_log({"x_login_password": {"type": "str"},
+                                                "x_keys": {"options": {"value": {"type": "str"}}},
+                                                "x_token_check_path": {"type": "str"}})) == ["x_login_password", "x_keys.value"]
