@@ -294,7 +294,10 @@ PART_DEFAULTS = {
     "verify": {"enabled": False, "api": {}, "files": {}},
 }
 PITR_DEFAULTS = {"stanza": "", "pg_data": "", "target_type": "latest", "target": "", "plan": {},
-                 "archive_age_seconds": None, "result": {}}
+                 "archive_age_seconds": None, "result": {}, "port": None, "log_file": "", "start_argv": [],
+                 "cluster_probe": {}}
+# The task of the role that restores over the live data directory (its name is what failed_step holds).
+RECOVER_TASK = "Recover the database"
 
 
 def part(name, given):
@@ -322,18 +325,50 @@ def timed_marks(marks):
     return numbers
 
 
-def timeline(marks, rto_seconds, rpo_seconds, check_mode=False, failed_step="", error="", **parts):
-    """The findings of a full restore: one per step (section ``steps``), then the RTO, the database's and the
-    files' RPO (section ``objectives``).  ``parts`` are ``writers``, ``database``, ``files``, ``config``,
-    ``health`` and ``verify`` (see ``PART_DEFAULTS``); an unknown part is refused."""
+def left_behind(pitr, marks, failed_step, failed_changed):
+    """What a failure after the database cluster was stopped (mark ``cluster_stop``) left of it: whether it runs
+    (``cluster_probe``, the registered ``wait_for`` on its port) and whether its data directory was overwritten."""
+    if "cluster_stop" not in marks:
+        return ""
+    running = ran(pitr["cluster_probe"]).get("state") == "started"
+    state = "running (port %s)" % pitr["port"] if running else "stopped"
+    if failed_step.startswith(RECOVER_TASK) and failed_changed:
+        data = ("its data directory %s was overwritten by pgbackrest restore and is left for inspection%s: run the full"
+                " restore again, or restore it with pgBackRest, before the service uses it"
+                % (pitr["pg_data"], " (server log %s)" % pitr["log_file"] if pitr["log_file"] else ""))
+    elif failed_step.startswith(RECOVER_TASK):
+        data = "its data directory %s was not changed: `%s` starts it as it was before the restore" % (
+            pitr["pg_data"], " ".join(pitr["start_argv"] or ()))
+    else:
+        data = "its data directory %s was not changed by the restore" % pitr["pg_data"]
+    return "the cluster is %s; %s" % (state, data)
+
+
+def rate(marks, rto_seconds, rpo_seconds, check_mode=False, failed_step="", error="", failed_changed=False, **parts):
+    """A full restore rated: ``findings``, one per step (section ``steps``), then the RTO, the database's and
+    the files' RPO (section ``objectives``); ``left_behind``, what a failed point-in-time recovery left of the
+    database cluster (also in the failed step's detail).  ``parts`` are ``writers``, ``database``, ``files``,
+    ``config``, ``health`` and ``verify`` (see ``PART_DEFAULTS``); an unknown part is refused.  A non-empty
+    ``error`` means a step between the writers' stop and start failed (``failed_step``, the task's name, and
+    ``failed_changed``, whether it had changed something)."""
     unknown = sorted(set(parts) - set(PART_DEFAULTS))
     if unknown:
         raise ParameterError("unknown parts of a full restore: %s" % ", ".join(unknown))
     marks = timed_marks(marks)
     given = {name: part(name, parts.get(name)) for name in PART_DEFAULTS}
-    found = rate_steps(steps(marks, **given), marks, check_mode, failed_step or "", error or "")
+    failed_step, error, left = failed_step or "", error or "", ""
+    if error and given["database"]["source"] == "pitr":
+        left = left_behind(given["database"]["pitr"], marks, failed_step, failed_changed)
+        if left:
+            error += "; left behind: " + left
+    found = rate_steps(steps(marks, **given), marks, check_mode, failed_step, error)
     health = ran(given["health"]["result"]) if given["health"]["enabled"] else {}
     found.append(rto(marks, rto_seconds, check_mode, failed=bool(error), health_state=health.get("state", "ok")))
     found.append(rpo_database(given["database"], rpo_seconds, check_mode))
     found.append(rpo_files(given["files"], rpo_seconds))
-    return found
+    return {"findings": found, "left_behind": left}
+
+
+def timeline(marks, rto_seconds, rpo_seconds, **options):
+    """The findings of ``rate``."""
+    return rate(marks, rto_seconds, rpo_seconds, **options)["findings"]

@@ -53,6 +53,11 @@ options:
     description: Why it failed (empty when nothing failed; not empty means the restore failed).
     type: str
     default: ''
+  failed_changed:
+    description: Whether the failed task had changed something (for point-in-time recovery, that the data directory
+      was overwritten).
+    type: bool
+    default: false
   writers:
     description: The writers stopped before the restore and started after it.
     type: dict
@@ -113,6 +118,21 @@ options:
           result:
             description: The registered result of M(runbook.ops.pgbackrest_restore) (C(target), C(recovered_to),
               C(target_gap_seconds), C(restore_seconds), C(duration_seconds), C(promoted), C(verification)).
+            type: dict
+          port:
+            description: The cluster's port (said when it runs after a failure).
+            type: int
+          log_file:
+            description: Its server log (named when a failure left its data directory for inspection).
+            type: str
+          start_argv:
+            description: The command that starts it (named when a failure left its data directory as it was).
+            type: list
+            elements: str
+          cluster_probe:
+            description: After a failure once the cluster was stopped (mark C(cluster_stop)), the registered result of
+              a C(ansible.builtin.wait_for) on its port (C(state=started) when it runs); RV(left_behind) says what was
+              left of the cluster.
             type: dict
   files:
     description: The uploaded files.
@@ -230,6 +250,12 @@ state:
   returned: always
   type: str
   sample: ok
+left_behind:
+  description: What a failure after the database cluster was stopped left of it (whether it runs, whether its data
+    directory was overwritten); also at the end of the failed step's detail. Empty otherwise.
+  returned: always
+  type: str
+  sample: "the cluster is stopped; its data directory /var/lib/postgresql/15/main was not changed by the restore"
 msg:
   description: One line with the counts and the problems.
   returned: always
@@ -256,6 +282,7 @@ def main():
             "rpo_seconds": {"type": "int", "required": True},
             "failed_step": {"type": "str", "default": ""},
             "error": {"type": "str", "default": ""},
+            "failed_changed": {"type": "bool", "default": False},
             "writers": _part(enabled={"type": "bool", "default": False},
                              stop_argv={"type": "list", "elements": "str", "default": []},
                              start={"type": "dict", "default": {}}),
@@ -266,7 +293,9 @@ def main():
                                          target_type={"type": "str", "default": "latest",
                                                       "choices": list(_pgbackrest.TARGET_TYPES)},
                                          target={"type": "str"}, plan={"type": "dict"},
-                                         archive_age_seconds={"type": "raw"}, result={"type": "dict"})),
+                                         archive_age_seconds={"type": "raw"}, result={"type": "dict"},
+                                         port={"type": "int"}, log_file={"type": "str"},
+                                         start_argv={"type": "list", "elements": "str"}, cluster_probe={"type": "dict"})),
             "files": _part(enabled={"type": "bool", "default": False}, plan={"type": "dict"}, result={"type": "dict"}),
             "config": _part(enabled={"type": "bool", "default": False}, source={"type": "str", "default": ""},
                             dest={"type": "str", "default": ""}, files={"type": "list", "elements": "str", "default": []},
@@ -278,13 +307,14 @@ def main():
     )
     p = module.params
     try:
-        findings = _full_restore.timeline(
+        rated = _full_restore.rate(
             p["marks"], p["rto_seconds"], p["rpo_seconds"], check_mode=module.check_mode, failed_step=p["failed_step"],
-            error=p["error"], **{name: p[name] for name in _full_restore.PART_DEFAULTS})
+            error=p["error"], failed_changed=p["failed_changed"], **{name: p[name] for name in _full_restore.PART_DEFAULTS})
     except RunbookError as exc:
         fail_with(module, exc)
-    summary = _findings.overview(findings, "steps and objectives")
-    module.exit_json(changed=False, findings=findings, state=summary["state"], msg=summary["msg"])
+    summary = _findings.overview(rated["findings"], "steps and objectives")
+    module.exit_json(changed=False, findings=rated["findings"], left_behind=rated["left_behind"], state=summary["state"],
+                     msg=summary["msg"])
 
 
 if __name__ == "__main__":

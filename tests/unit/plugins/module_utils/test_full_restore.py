@@ -305,9 +305,15 @@ def test_pitr_not_recovered_and_check_mode():
     restore = pitr_restore()
     del restore["marks"]["database"]
     restore["database"]["pitr"]["result"] = {"failed": True, "promoted": False, "msg": "start_command false failed"}
-    found = run(restore, failed_step="Recover the database to the target", error="start_command false failed")
+    restore["database"]["pitr"].update(port=5433, log_file="/var/log/pg.log", start_argv=["pg_ctlcluster", "15", "main", "start"],
+                                       cluster_probe={"failed": True, "msg": "Timeout when waiting for 127.0.0.1:5433"})
+    found = run(restore, failed_step="Recover the database to the target", error="start_command false failed",
+                failed_changed=True)
     assert found["restore database"]["state"] == "critical"
-    assert found["restore database"]["detail"] == "failed at Recover the database to the target: start_command false failed"
+    assert found["restore database"]["detail"] == (
+        "failed at Recover the database to the target: start_command false failed; left behind: the cluster is stopped; "
+        "its data directory /var/lib/postgresql/15/main was overwritten by pgbackrest restore and is left for inspection "
+        "(server log /var/log/pg.log): run the full restore again, or restore it with pgBackRest, before the service uses it")
     assert found["RPO database"]["state"] == "warning" and found["RPO database"]["detail"] == "not recovered"
     assert found["RPO database"]["value"] is None
     check = pitr_restore("latest")
@@ -315,6 +321,36 @@ def test_pitr_not_recovered_and_check_mode():
     check["marks"] = {"begin": 1000.0, "precheck": 1001.0, "health": 1001.1, "verify": 1001.2}
     rpo = run(check, check_mode=True)["RPO database"]
     assert rpo["state"] == "ok" and rpo["detail"] == "check mode: would recover to latest" and rpo["value"] == 300
+
+
+@pytest.mark.parametrize("failed_step, changed, probe, left", [
+    ("Recover the database to the target", False, {"state": "started", "port": 5433},
+     "the cluster is running (port 5433); its data directory /var/lib/postgresql/15/main was not changed: "
+     "`pg_ctlcluster 15 main start` starts it as it was before the restore"),
+    ("Recover the database to the target", True, SKIPPED,
+     "the cluster is stopped; its data directory /var/lib/postgresql/15/main was overwritten by pgbackrest restore and "
+     "is left for inspection: run the full restore again, or restore it with pgBackRest, before the service uses it"),
+    ("Download the uploaded files", True, {"state": "started"},
+     "the cluster is running (port 5433); its data directory /var/lib/postgresql/15/main was not changed by the restore"),
+])
+def test_what_a_failure_left_of_the_cluster(failed_step, changed, probe, left):
+    restore = pitr_restore()
+    restore["database"]["pitr"].update(port=5433, start_argv=["pg_ctlcluster", "15", "main", "start"], cluster_probe=probe)
+    del restore["marks"]["files"]
+    rated = fr.rate(**dict(restore, failed_step=failed_step, error="boom", failed_changed=changed))
+    assert rated["left_behind"] == left
+    failed = [f for f in rated["findings"] if f["state"] == "critical"]
+    assert failed and failed[0]["detail"] == "failed at %s: boom; left behind: %s" % (failed_step, left)
+
+
+def test_nothing_left_behind_before_the_cluster_stopped_or_without_a_failure():
+    restore = pitr_restore()
+    del restore["marks"]["cluster_stop"]
+    assert fr.rate(**dict(restore, failed_step="Stop the writers", error="boom"))["left_behind"] == ""
+    assert fr.rate(**pitr_restore())["left_behind"] == ""
+    logical = logical_restore()
+    logical["marks"]["cluster_stop"] = 1005.0
+    assert fr.rate(**dict(logical, failed_step="x", error="boom", failed_changed=True))["left_behind"] == ""
 
 
 def test_rpo_of_the_files():
