@@ -46,7 +46,10 @@ options:
     type: int
     required: true
   failed_step:
-    description: The name of the task that failed between the writers' stop and start (empty when none failed).
+    description:
+      - The name of the task that failed between the writers' stop and start (empty when none failed).
+      - A name that starts with C(Recover the database) is the point-in-time recovery itself (the role's task), for
+        RV(left_behind).
     type: str
     default: ''
   error:
