@@ -122,11 +122,11 @@ def pitr_done(pitr, marks):
 
 def verify_done(verify):
     api, compared = ran(verify["api"]), ran(verify["files"])
-    text = ("API: %s; " % api["msg"]) if "msg" in api else ""
+    parts = ["API: %s" % api["msg"]] if "msg" in api else []
     if "counts" in compared:
         counts = compared["counts"]
-        text += "files: %d match the store, %d differ" % (counts.get("unchanged", 0), _differ(counts))
-    return text
+        parts.append("files: %d match the store, %d differ" % (counts.get("unchanged", 0), _differ(counts)))
+    return "; ".join(parts)
 
 
 def _differ(counts):

@@ -206,10 +206,12 @@ def test_verify_rates_the_service_count_and_the_files(api_state, counts, state, 
     assert found["verify data"]["state"] == state and found["verify data"]["detail"] == detail
 
 
-def test_verify_of_the_files_alone():
+def test_verify_of_the_files_alone_or_the_api_alone():
     found = run(parts(logical_restore(), verify={"api": SKIPPED}))
     assert found["verify data"]["state"] == "ok"
     assert found["verify data"]["detail"] == "files: 5 match the store, 0 differ"
+    found = run(parts(logical_restore(), verify={"files": SKIPPED}))
+    assert found["verify data"]["detail"] == "API: 1 of 1 targets ok, overall ok"
 
 
 def test_durations_with_missing_marks_and_marks_as_strings():
