@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/tests/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test system venv collection services unit ansible-units integration molecule sanity lint bench bench-clean clean
+.PHONY: demo test system venv collection services unit ansible-units integration molecule sanity lint changelog bench bench-clean clean
 
 venv: $(VENV)/.dev
 collection: $(COLLECTIONS)/ansible_collections/runbook/ops
@@ -69,6 +69,15 @@ test: system $(VENV)/.dev
 	$(MAKE) molecule
 	$(MAKE) sanity
 	$(MAKE) lint
+
+# CHANGELOG.rst of the fragments not yet released, built by antsibull-changelog in a copy: a release
+# (`antsibull-changelog release` in the checkout) folds the fragments into changelogs/changelog.yaml for good.
+CHANGELOG_COPY := $(CURDIR)/.build/changelog/ansible_collections/runbook/ops
+changelog: $(VENV)/.dev
+	rm -rf $(CHANGELOG_COPY) && mkdir -p $(CHANGELOG_COPY)
+	cp -r galaxy.yml changelogs plugins meta roles playbooks $(CHANGELOG_COPY)/
+	cd $(CHANGELOG_COPY) && $(BIN)/antsibull-changelog release --version "$$(sed -n 's/^version: *//p' galaxy.yml)"
+	@echo "changelog: $(CHANGELOG_COPY)/CHANGELOG.rst"
 
 bench: services $(COLLECTIONS)/ansible_collections/runbook/ops
 	source .build/services/env.sh && $(BIN)/python bench/run.py
