@@ -211,7 +211,7 @@ def rto(marks, rto_seconds, check_mode=False, failed=False, health_state="ok"):
     elif took is None:
         state = "warning"
     else:
-        state = "ok" if took <= rto_seconds else "warning"
+        state = _status.level(took, warn=rto_seconds, op=">")
     if took is None:
         detail = "unknown: the run has no health gate time mark (target %s s)" % rto_seconds
     else:
@@ -221,7 +221,8 @@ def rto(marks, rto_seconds, check_mode=False, failed=False, health_state="ok"):
 
 
 def _age_rating(age, rpo_seconds):
-    return "warning" if age is None or age > rpo_seconds else "ok"
+    """An unknown age is a warning: nothing says the data is recent enough."""
+    return "warning" if age is None else _status.level(age, warn=rpo_seconds, op=">")
 
 
 def rpo_database(database, rpo_seconds, check_mode=False):
@@ -255,7 +256,7 @@ def _rpo_pitr(pitr, rpo_seconds, check_mode):
     elif not result.get("promoted"):
         state, detail = "warning", "not recovered"
     else:
-        state = "ok" if value is None or value <= rpo_seconds else "warning"
+        state = "ok" if value is None else _status.level(value, warn=rpo_seconds, op=">")
         if gap is not None:
             how = "; the last kept transaction committed %s s before the target" % gap
         elif pitr["target_type"] == "latest" and archive_age is not None:
